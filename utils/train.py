@@ -1,0 +1,439 @@
+"""Fast, deterministic training: the whole of MNIST lives as tensors on the device.
+
+    python -m utils.train --model final --epochs 15 --seed 1 --out runs/final-seed1
+
+No DataLoader, no PIL: the normalised images are one tensor on the device, mini-batches are
+taken by index, and augmentation runs batched on the device (``utils.augment``). Every epoch
+writes ``metrics.json`` and ``checkpoint.pt`` atomically; ``--resume RUN_DIR`` continues a
+killed run to the same final numbers. The test set is evaluated every epoch for the curves,
+but nothing in training or in any choice depends on it: the reported result is the final epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import augment, data
+from .fsutil import atomic_write, atomic_write_json
+from .models import MODELS, build_model
+from .summary import count_parameters
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GOAL = 99.40  # percent, at the final epoch
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Defaults are the final recipe; RECIPES adjusts the earlier steps."""
+
+    model: str = "final"
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9
+    lr: float = 0.1  # the peak LR for "onecycle", the fixed LR for "constant"
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # "onecycle" or "constant"
+    augment: bool = True
+    seed: int = 1
+    device: str = "auto"
+    train_subset: int = 0  # use only the first N training images (0: all 60,000); for quick runs
+    holdout: int = 0  # keep the last N training images out of training, as a validation set
+    eval_batch_size: int = 2000
+    data_root: str = str(data.DEFAULT_ROOT)
+
+
+# Steps 1-4 train without augmentation and with a constant LR, so that each notebook shows the
+# effect of one change to the network; step 5 adds augmentation and the one-cycle schedule.
+RECIPES: dict[str, dict] = {
+    "baseline": dict(augment=False, schedule="constant", lr=0.02),
+    "batchnorm": dict(augment=False, schedule="constant", lr=0.02),
+    "dropout": dict(augment=False, schedule="constant", lr=0.02),
+    "gap": dict(augment=False, schedule="constant", lr=0.02),
+    "final": dict(),
+}
+
+
+def recipe(model: str, **overrides) -> Config:
+    """The default Config for a teaching step, with ``overrides`` applied on top."""
+    return Config(**{"model": model, **RECIPES[model], **overrides})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+@dataclass
+class DeviceData:
+    """Normalised images (N, 1, 28, 28) float32 and labels (N,) int64, already on the device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+
+
+def load_device_data(cfg: Config, device: torch.device) -> DeviceData:
+    """Load verified MNIST, normalise once, apply holdout / subset, move everything to ``device``."""
+    mnist = data.load_mnist(cfg.data_root)
+    x, y = mnist.train_images, mnist.train_labels
+    val_x = val_y = None
+    if cfg.holdout:
+        x, y, val_x, val_y = x[: -cfg.holdout], y[: -cfg.holdout], x[-cfg.holdout :], y[-cfg.holdout :]
+    if cfg.train_subset:
+        x, y = x[: cfg.train_subset], y[: cfg.train_subset]
+
+    def put(images):
+        return data.normalize(images).to(device).contiguous(memory_format=torch.channels_last)
+
+    return DeviceData(
+        train_x=put(x),
+        train_y=y.to(device),
+        test_x=put(mnist.test_images),
+        test_y=mnist.test_labels.to(device),
+        val_x=None if val_x is None else put(val_x),
+        val_y=None if val_y is None else val_y.to(device),
+    )
+
+
+BACKGROUND = (0.0 - data.MEAN) / data.STD  # value of a black pixel after normalisation
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module, steps_per_epoch: int):
+    if cfg.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
+        )
+    elif cfg.schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle or constant")
+    return opt, sched
+
+
+def lr_curve(cfg: Config, steps_per_epoch: int) -> list[float]:
+    """The LR at every optimisation step of a run with ``cfg``, computed by the real scheduler."""
+    model = torch.nn.Linear(1, 1)
+    opt, sched = make_optimizer(cfg, model, steps_per_epoch)
+    lrs = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches only (a random few images sit out each epoch); at least one batch."""
+    return max(1, n_train // batch_size)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Each epoch draws its shuffle, augmentation and dropout from its own seed, so a resumed run
+    replays exactly the randomness an uninterrupted run would have used."""
+    return seed * 100_003 + epoch
+
+
+def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=None) -> tuple[float, float]:
+    """One pass over the training tensors; returns (mean loss, accuracy %). One host sync, at the end."""
+    model.train()
+    device = dd.train_x.device
+    torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
+    gen = torch.Generator(device=device).manual_seed(epoch_seed(cfg.seed, epoch))
+    n = dd.train_x.shape[0]
+    batch = min(cfg.batch_size, n)
+    order = torch.randperm(n, generator=gen, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for step in range(steps_per_epoch(n, batch)):
+        idx = order[step * batch : (step + 1) * batch]
+        x, y = dd.train_x[idx], dd.train_y[idx]
+        if cfg.augment:
+            x = augment.random_affine(x, fill=BACKGROUND, generator=gen).contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach() * y.shape[0]
+        correct += (logits.argmax(1) == y).sum()
+        seen += y.shape[0]
+        if bar is not None:
+            bar.update(1)
+    return (loss_sum / seen).item(), 100.0 * correct.item() / seen
+
+
+@torch.inference_mode()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> dict:
+    """Loss, accuracy % and predictions over (x, y), in eval mode and large batches."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    preds = []
+    for i in range(0, x.shape[0], batch_size):
+        logits = model(x[i : i + batch_size])
+        loss_sum += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
+        preds.append(logits.argmax(1))
+    pred = torch.cat(preds)
+    return {
+        "loss": loss_sum.item() / x.shape[0],
+        "accuracy": 100.0 * (pred == y).sum().item() / x.shape[0],
+        "predictions": pred,
+    }
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except Exception:
+        out["torchvision"] = None
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def default_run_dir(cfg: Config) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return REPO_ROOT / "runs" / f"{cfg.model}-seed{cfg.seed}-{stamp}"
+
+
+class RunError(ValueError):
+    """A run cannot start as asked; the message says what to do instead."""
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint from a run folder or a ``checkpoint.pt`` path, with a clear error if absent."""
+    path = Path(path)
+    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` or its checkpoint.pt")
+    return torch.load(ckpt, map_location=map_location, weights_only=False)
+
+
+def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
+          progress: bool = True, log=print) -> dict:
+    """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict."""
+    if resume is not None:
+        out = Path(resume)
+        if not out.is_dir():
+            raise RunError(f"--resume {out}: no such run folder")
+        state = load_checkpoint(out)
+        saved = Config(**state["config"])
+        if cfg is not None and cfg.model != saved.model:
+            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; drop --model or pick another folder")
+        cfg = saved
+    else:
+        cfg = cfg or Config()
+        state = None
+        out = Path(out) if out else default_run_dir(cfg)
+        if (out / "checkpoint.pt").exists():
+            raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+    if cfg.model not in MODELS:
+        raise RunError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}")
+    if cfg.epochs <= 0 or cfg.batch_size <= 0:
+        raise RunError(f"epochs and batch size must be positive (got {cfg.epochs}, {cfg.batch_size})")
+
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    dd = load_device_data(cfg, device)
+    n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
+    opt, sched = make_optimizer(cfg, model, n_steps)
+    history: list[dict] = []
+    wall_before = 0.0
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        opt.load_state_dict(state["optimizer_state"])
+        sched.load_state_dict(state["scheduler_state"])
+        history = state["history"]
+        wall_before = state["wall_seconds"]
+        log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
+
+    params = count_parameters(model)
+    log(f"model {cfg.model}: {params:,} parameters | device {device_name(device)} | run folder {out}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs * n_steps, initial=len(history) * n_steps, unit="step", leave=False,
+                   desc=cfg.model, dynamic_ncols=True)
+    metrics = {}
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = opt.param_groups[0]["lr"]
+            train_loss, train_acc = train_epoch(model, opt, sched, dd, cfg, epoch, bar)
+            test = evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                   "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr}
+            if dd.val_x is not None:
+                val = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size)
+                row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            wall = wall_before + time.perf_counter() - start
+            metrics = make_metrics(cfg, params, history, wall, device, out)
+            save_run(out, model, opt, sched, cfg, history, metrics)
+            line = (f"epoch {epoch:2d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2f}%  "
+                    f"test loss {test['loss']:.4f} acc {test['accuracy']:6.2f}%  lr {lr:.4f}  {row['seconds']:.1f}s")
+            if dd.val_x is not None:
+                line += f"  val acc {row['val_accuracy']:6.2f}%"
+            bar.write(line) if bar is not None else log(line)
+    finally:
+        if bar is not None:
+            bar.close()
+    return metrics
+
+
+def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, device: torch.device, out: Path) -> dict:
+    last = history[-1]
+    return {
+        "model": cfg.model,
+        "params": params,
+        "epochs": len(history),
+        "epochs_planned": cfg.epochs,
+        "complete": len(history) == cfg.epochs,
+        "final_test_accuracy": last["test_accuracy"],
+        "final_test_loss": last["test_loss"],
+        "final_train_accuracy": last["train_accuracy"],
+        "best_train_accuracy": max(h["train_accuracy"] for h in history),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "goal_met": last["test_accuracy"] >= GOAL,
+        "history": history,
+        "wall_seconds": wall,
+        "device": device_name(device),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "config": dataclasses.asdict(cfg),
+        "run_dir": str(out),
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], metrics: dict) -> None:
+    """Checkpoint first, then metrics, each atomically: a kill leaves the previous epoch's pair."""
+    ckpt = {
+        "model": cfg.model,
+        "config": dataclasses.asdict(cfg),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": opt.state_dict(),
+        "scheduler_state": sched.state_dict(),
+        "history": history,
+        "wall_seconds": metrics["wall_seconds"],
+    }
+    atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(ckpt, tmp))
+    atomic_write_json(out / "metrics.json", metrics)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line on stderr and exit status 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = _Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", choices=list(MODELS), default=None, help="teaching step (default: final)")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
+    p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
+    p.add_argument("--train-subset", type=non_negative_int, default=0, help="train on the first N images only (0: all)")
+    p.add_argument("--holdout", type=non_negative_int, default=0,
+                   help="hold out the last N training images as a validation set (for tuning; never tune on test)")
+    p.add_argument("--data-root", default=d.data_root)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-seed<seed>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args) -> Config:
+    overrides = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                                        augment=args.augment).items() if v is not None}
+    return recipe(args.model or "final", epochs=args.epochs, seed=args.seed, device=args.device,
+                  train_subset=args.train_subset, holdout=args.holdout, data_root=args.data_root, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None and not Path(args.resume).is_dir():
+        parser.error(f"--resume {args.resume}: no such run folder")
+    cfg = config_from_args(args)
+    if args.resume is not None and args.model is None:
+        cfg = None  # take everything from the checkpoint
+    try:
+        metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    except (RunError, ValueError, data.MNISTDataError) as exc:
+        parser.error(str(exc).replace("\n", " "))
+    verdict = "meets" if metrics["goal_met"] else "misses"
+    print(f"final test accuracy {metrics['final_test_accuracy']:.2f}% at epoch {metrics['epochs']} "
+          f"({verdict} the {GOAL:.2f}% goal) | {metrics['params']:,} parameters | "
+          f"wall {metrics['wall_seconds']:.1f}s")
+    print(f"run folder: {metrics['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
