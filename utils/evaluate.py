@@ -1,0 +1,62 @@
+"""Load a trained checkpoint and report its test accuracy and confusion matrix.
+
+    python -m utils.evaluate runs/final-seed1-20261124-120000      # a run folder
+    python -m utils.evaluate path/to/checkpoint.pt                  # or the checkpoint itself
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from .models import build_model
+from .train import Config, RunError, _Parser, evaluate, load_checkpoint, load_device_data, resolve_device
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """(true class, predicted class) counts as a (num_classes, num_classes) int64 tensor."""
+    index = target.long().cpu() * num_classes + pred.long().cpu()
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def format_confusion(matrix: torch.Tensor) -> str:
+    n = matrix.shape[0]
+    lines = ["true \\ pred " + "".join(f"{j:>6}" for j in range(n))]
+    for i in range(n):
+        lines.append(f"{i:>11} " + "".join(f"{int(v):>6}" for v in matrix[i]))
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(path, device: str = "auto") -> dict:
+    """Rebuild the model named in the checkpoint, load its weights, evaluate on the 10k test images."""
+    state = load_checkpoint(path)
+    cfg = Config(**state["config"])
+    dev = resolve_device(device)
+    model = build_model(state["model"]).to(dev).to(memory_format=torch.channels_last)
+    model.load_state_dict(state["model_state"])
+    dd = load_device_data(Config(model=cfg.model, data_root=cfg.data_root, train_subset=1), dev)
+    result = evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+    result["confusion"] = confusion_matrix(result["predictions"], dd.test_y)
+    result["model"] = state["model"]
+    result["epochs"] = len(state["history"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m utils.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    args = parser.parse_args(argv)
+    try:
+        r = evaluate_checkpoint(args.run, args.device)
+    except (RunError, ValueError) as exc:
+        parser.error(str(exc))
+    print(f"model {r['model']} after {r['epochs']} epochs: test accuracy {r['accuracy']:.2f}% "
+          f"(loss {r['loss']:.4f}, {int(r['confusion'].trace())}/{int(r['confusion'].sum())} correct)")
+    print(format_confusion(r["confusion"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The default recipe on several seeds: one honest number per seed, at the final epoch.
+
+    python -m utils.seeds --seeds 1 2 3 4 5
+
+Each seed trains into runs/seeds/seed<N> (an unfinished run there is resumed, a finished one is
+reused). The summary goes to results/seeds.json, which the README table is generated from.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+from .fsutil import atomic_write_json
+from .train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, train, versions
+
+
+def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
+    if (out / "checkpoint.pt").exists():
+        state = load_checkpoint(out)
+        if len(state["history"]) == state["config"]["epochs"]:
+            import json
+
+            return json.loads((out / "metrics.json").read_text())
+        return train(None, resume=out, progress=progress)
+    return train(recipe("final", seed=seed, device=device), out, progress=progress)
+
+
+def summarize(runs: list[dict]) -> dict:
+    accs = [r["final_test_accuracy"] for r in runs]
+    return {
+        "recipe": "final (default)",
+        "goal": GOAL,
+        "runs": [
+            {k: r[k] for k in ("seed", "final_test_accuracy", "params", "epochs", "wall_seconds", "device")}
+            for r in runs
+        ],
+        "mean": statistics.mean(accs),
+        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "min": min(accs),
+        "max": max(accs),
+        "at_or_above_goal": sum(a >= GOAL for a in accs),
+        "versions": versions(),
+        "command": "python -m utils.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
+    }
+
+
+def markdown_table(summary: dict) -> str:
+    lines = ["| seed | final test accuracy (epoch 15) | parameters | epochs | wall (s) |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in summary["runs"]:
+        lines.append(f"| {r['seed']} | {r['final_test_accuracy']:.2f}% | {r['params']:,} | {r['epochs']} | "
+                     f"{r['wall_seconds']:.0f} |")
+    lines.append(f"| **mean ± std** | **{summary['mean']:.2f} ± {summary['std']:.2f}%** | | | |")
+    lines.append("")
+    lines.append(f"{summary['at_or_above_goal']} of {len(summary['runs'])} seeds reach ≥ {summary['goal']:.2f}% "
+                 f"at the final epoch (min {summary['min']:.2f}%, max {summary['max']:.2f}%). "
+                 f"Device: {summary['runs'][0]['device']}. Command: `{summary['command']}`.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m utils.seeds", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"))
+    parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    runs = []
+    try:
+        for seed in args.seeds:
+            runs.append(run_seed(seed, Path(args.runs_dir) / f"seed{seed}", args.device, not args.no_progress))
+    except (RunError, ValueError) as exc:
+        parser.error(str(exc))
+    summary = summarize(runs)
+    atomic_write_json(args.summary, summary)
+    print(markdown_table(summary))
+    print(f"summary written to {args.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
