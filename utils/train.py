@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import platform
 import sys
 import time
@@ -240,7 +241,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` or its checkpoint.pt")
-    return torch.load(ckpt, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(ckpt, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated or foreign file
+        raise RunError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__}); start a new run instead") from exc
 
 
 def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
@@ -291,6 +295,9 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
 
         bar = tqdm(total=cfg.epochs * n_steps, initial=len(history) * n_steps, unit="step", leave=False,
                    desc=cfg.model, dynamic_ncols=True)
+    if len(history) >= cfg.epochs:
+        log(f"{out} is already complete ({len(history)}/{cfg.epochs} epochs); nothing to resume")
+        return json.loads((out / "metrics.json").read_text())
     metrics = {}
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
