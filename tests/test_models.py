@@ -1,0 +1,117 @@
+"""The seed README's model checks, made meaningful, for every teaching step."""
+import pytest
+import torch
+from torch import nn
+
+from utils.models import MODELS, build_model
+from utils.summary import count_parameters, layer_table
+
+NAMES = list(MODELS)
+
+
+@pytest.fixture(params=NAMES)
+def model(request):
+    torch.manual_seed(0)
+    return build_model(request.param)
+
+
+def test_single_image_gives_ten_logits(model):
+    model.eval()
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("batch", [1, 4, 16, 32])
+def test_batch_sizes(model, batch):
+    model.eval()
+    assert model(torch.randn(batch, 1, 28, 28)).shape == (batch, 10)
+    if batch > 1:  # BatchNorm in training mode needs more than one value per channel
+        model.train()
+        assert model(torch.randn(batch, 1, 28, 28)).shape == (batch, 10)
+
+
+def test_softmax_is_a_distribution(model):
+    model.eval()
+    probs = torch.softmax(model(torch.randn(8, 1, 28, 28) * 3), dim=1)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert torch.allclose(probs.sum(dim=1), torch.ones(8), atol=1e-6)
+
+
+def test_gradients_reach_every_parameter(model):
+    model.train()
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
+
+
+@pytest.mark.parametrize(
+    "shape, words",
+    [
+        ((2, 3, 28, 28), ["1 input channel", "3 channels"]),
+        ((2, 2, 28, 28), ["1 input channel", "2 channels"]),
+        ((2, 1, 32, 32), ["28x28", "32x32"]),
+        ((2, 1, 27, 28), ["28x28", "27x28"]),
+        ((1, 28, 28), ["(N, 1, 28, 28)", "3 dimensions"]),
+        ((2, 1, 1, 28, 28), ["(N, 1, 28, 28)", "5 dimensions"]),
+    ],
+)
+def test_bad_shapes_raise_value_error_saying_expected_and_got(model, shape, words):
+    with pytest.raises(ValueError) as err:
+        model(torch.randn(*shape))
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_integer_input_is_refused(model):
+    with pytest.raises(ValueError, match="torch.uint8"):
+        model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+
+
+def test_parameter_budgets():
+    for name in NAMES:
+        m = build_model(name)
+        n = sum(p.numel() for p in m.parameters())
+        assert n == count_parameters(m)
+        assert n < 20_000, name
+    assert count_parameters(build_model("final")) <= 8_000
+
+
+def test_final_has_batchnorm_dropout_average_pooling_and_no_linear():
+    kinds = {type(m) for m in build_model("final").modules()}
+    assert nn.BatchNorm2d in kinds
+    assert nn.Dropout in kinds
+    assert kinds & {nn.AdaptiveAvgPool2d, nn.AvgPool2d}
+    assert nn.Linear not in kinds
+
+
+def test_each_step_is_one_visible_change():
+    def kinds(name):
+        return {type(m) for m in build_model(name).modules()}
+
+    assert nn.BatchNorm2d not in kinds("baseline") and nn.BatchNorm2d in kinds("batchnorm")
+    assert nn.Dropout not in kinds("batchnorm") and nn.Dropout in kinds("dropout")
+    assert nn.Linear in kinds("dropout") and nn.Linear not in kinds("gap")
+    assert count_parameters(build_model("gap")) < count_parameters(build_model("dropout"))
+
+
+def test_unknown_model_name_lists_the_choices():
+    with pytest.raises(ValueError, match="baseline, batchnorm, dropout, gap, final"):
+        build_model("resnet")
+
+
+def test_layer_table_is_computed_from_the_model():
+    model = build_model("final")
+    model.train()
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    before = bn.running_mean.clone(), bn.num_batches_tracked.clone()
+    rows = layer_table(model)
+    assert model.training, "the probe must restore training mode"
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.num_batches_tracked, before[1])
+    assert rows[-1].output_shape == (10,)
+    assert sum(r.params for r in rows) == count_parameters(model)
+    convs = [r for r in rows if r.kind == "Conv2d"]
+    assert [r.output_shape[-1] for r in convs][:2] == [26, 24]  # unpadded 3x3 convolutions
+    assert rows[-1].receptive_field >= 28, "the prediction must see the whole digit"
+    rf = [r.receptive_field for r in rows]
+    assert rf == sorted(rf), "receptive field never shrinks"
