@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1 2 3 4 5
 PYTEST_ARGS ?=
 
-.PHONY: train test data setup seeds bench lab readme clean help
+.PHONY: train test data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make seeds   the default recipe on seeds $(SEEDS), results table in runs/seeds.md"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours"
 	@echo "make lab     open the notebooks in JupyterLab"
+	@echo "make notebooks  re-execute the five notebooks (full runs, about 15 minutes on 2 cores)"
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,13 @@ seeds: data
 
 bench: data
 	$(PY) -m utils.bench
+
+# Execute the five notebooks in order with their full default parameters (outputs stored in place).
+notebooks: data
+	$(PY) tools/make_notebooks.py
+	for nb in notebooks/0*.ipynb; do \
+	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks -p progress False || exit 1; \
+	done
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/

@@ -1,96 +1,123 @@
-"""The command lines: one clear line for bad arguments, and evaluate on a real run."""
+"""The command lines, as a user types them: one clear line for bad arguments, evaluate on a real
+run, and a training run killed with SIGKILL that resumes to the same numbers."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+import torch
+from helpers import ROOT, cli_env, run_module, without_timing
 
 
-def test_help():
-    r = run("utils.train", "--help")
-    assert r.returncode == 0 and "--resume" in r.stdout and "--holdout" in r.stdout
+def assert_one_error_line(r, *words):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "error" in lines[0], lines[0]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_train_help():
+    r = run_module("utils.train", "--help")
+    assert r.returncode == 0, r.stderr
+    for option in ("--model", "--epochs", "--batch-size", "--resume", "--out", "--train-subset", "--no-progress"):
+        assert option in r.stdout, option
 
 
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "gap"
-    r = run("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512", "--no-progress",
-            "--out", str(out))
+    r = run_module("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512", "--no-progress",
+                   "--device", "cpu", "--out", str(out))
     assert r.returncode == 0, r.stderr
+    assert "final test accuracy" in r.stdout
     return out
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--model", "resnet"], "invalid choice"),
-    (["--epochs", "0"], "positive integer"),
-    (["--batch-size", "-1"], "positive integer"),
-    (["--resume", "no/such/folder"], "no such run folder"),
+    (["--model", "resnet"], ["invalid choice", "resnet"]),
+    (["--epochs", "0"], ["--epochs", "positive integer"]),
+    (["--batch-size", "-1"], ["--batch-size", "positive integer"]),
+    (["--resume", "no/such/folder"], ["no/such/folder", "no such run folder"]),
 ])
-def test_bad_arguments_fail_with_one_line(args, words):
-    r = run("utils.train", *args, "--no-progress")
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error" in lines[0] and words in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+def test_bad_arguments_fail_with_one_line(args, words, tmp_path):
+    r = run_module("utils.train", *args, "--no-progress", "--out", str(tmp_path / "run"))
+    assert_one_error_line(r, *words)
+    assert not (tmp_path / "run").exists(), "nothing is trained or written"
 
 
 def test_resume_of_another_model_fails_with_one_line(gap_run):
-    r = run("utils.train", "--resume", str(gap_run), "--model", "final", "--no-progress")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode != 0 and len(lines) == 1 and "'gap'" in lines[0] and "Traceback" not in r.stderr
+    before = (gap_run / "checkpoint.pt").read_bytes()
+    r = run_module("utils.train", "--resume", str(gap_run), "--model", "final", "--no-progress")
+    assert_one_error_line(r, "'gap'", "'final'")
+    assert (gap_run / "checkpoint.pt").read_bytes() == before
 
 
 def test_evaluate_reports_accuracy_and_confusion_matrix(gap_run):
     metrics = json.loads((gap_run / "metrics.json").read_text())
-    r = run("utils.evaluate", str(gap_run))
+    r = run_module("utils.evaluate", str(gap_run), "--device", "cpu")
     assert r.returncode == 0, r.stderr
+    assert f"{metrics['final_test_accuracy']:.2f}%" in r.stdout
     assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
-    rows = [line.split() for line in r.stdout.splitlines()[2:12]]
-    counts = [[int(v) for v in row[1:]] for row in rows]
-    assert len(counts) == 10 and all(len(c) == 10 for c in counts)
+    # The matrix: ten lines of eleven integers (the true class, then ten counts).
+    rows = [[int(v) for v in line.split()] for line in r.stdout.splitlines()
+            if re.fullmatch(r"\s*\d+(\s+\d+){10}\s*", line)]
+    assert len(rows) == 10 and [row[0] for row in rows] == list(range(10))
+    counts = [row[1:] for row in rows]
     assert sum(map(sum, counts)) == 10_000
     assert sum(counts[i][i] for i in range(10)) == round(metrics["final_test_accuracy"] * 100)
 
 
+def test_evaluate_accepts_the_checkpoint_file_too(gap_run):
+    metrics = json.loads((gap_run / "metrics.json").read_text())
+    r = run_module("utils.evaluate", str(gap_run / "checkpoint.pt"), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
+
+
 def test_evaluate_bad_path_fails_with_one_line(tmp_path):
-    r = run("utils.evaluate", str(tmp_path / "nothing"))
-    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = run_module("utils.evaluate", str(tmp_path / "nothing"))
+    assert_one_error_line(r, "nothing")
 
 
 def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
-    common = ["utils.train", "--epochs", "3", "--train-subset", "1024", "--no-progress"]
-    full = run(*common, "--out", str(tmp_path / "full"))
+    common = ["utils.train", "--epochs", "3", "--train-subset", "1000", "--device", "cpu", "--no-progress"]
+    full = run_module(*common, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", *common, "--out", str(out)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", *common, "--out", str(out)], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if json.loads((out / "metrics.json").read_text())["epochs"] >= 1:
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        done, give_up = 0, time.monotonic() + 300  # a guard against a hung run, not a speed test
+        while proc.poll() is None and done < 1 and time.monotonic() < give_up:  # epoch 1 on disk
+            try:
+                done = json.loads((out / "metrics.json").read_text())["epochs"]
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.02)
+        assert done >= 1 and proc.poll() is None, "the run should be alive after saving epoch 1"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()  # no-op when already dead; never leaves a stray trainer behind
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     done = json.loads((out / "metrics.json").read_text())["epochs"]
-    assert 1 <= done <= 3
-    resumed = run("utils.train", "--resume", str(out), "--no-progress")
+    assert done in (1, 2), "killed part-way"
+
+    resumed = run_module("utils.train", "--resume", str(out), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
-    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
-    assert strip(b["history"]) == strip(a["history"]) and b["final_test_accuracy"] == a["final_test_accuracy"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary files left behind"
+    assert b["epochs"] == 3
+    assert without_timing(b["history"]) == without_timing(a["history"])
+    assert b["final_test_accuracy"] == a["final_test_accuracy"]
+    assert f"{a['final_test_accuracy']:.2f}%" in resumed.stdout
+    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=False)["model_state"] for d in (tmp_path / "full", out))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "no temporary files left"

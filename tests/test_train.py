@@ -1,16 +1,22 @@
-"""Determinism, resume, what a run writes, and that the test set never steers training."""
+"""Determinism, resume, what a run writes, and that the test set never steers training.
+
+Every run here is the final recipe (augmentation on, one-cycle LR) on 1,024 training images for
+3 epochs on the CPU; the 10k test images are still evaluated after every epoch.
+"""
+import dataclasses
 import json
 
 import pytest
 import torch
+from helpers import tiny_config, without_timing
 
 from utils import train as T
 from utils.models import build_model
 from utils.summary import count_parameters
 
 
-def without_timing(history):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+def quiet(*_):
+    pass
 
 
 def weights(run_dir):
@@ -21,58 +27,138 @@ def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_same_seed_same_metrics_and_weights(tiny_config, tmp_path):
-    a = T.train(tiny_config(), tmp_path / "a", progress=False)
-    b = T.train(tiny_config(), tmp_path / "b", progress=False)
-    assert without_timing(a["history"]) == without_timing(b["history"])
-    assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    c = T.train(tiny_config(seed=2), tmp_path / "c", progress=False)
-    assert without_timing(c["history"]) != without_timing(a["history"])
+def files_in(run_dir):
+    return sorted(p.name for p in run_dir.iterdir())
 
 
-def test_run_folder_contents(tiny_config, tmp_path):
-    m = T.train(tiny_config(epochs=2), tmp_path / "run", progress=False)
-    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert on_disk == m
+@pytest.fixture(scope="module")
+def reference(one_cpu_thread, tmp_path_factory):
+    """One uninterrupted 3-epoch run: (run folder, returned metrics)."""
+    out = tmp_path_factory.mktemp("train") / "reference"
+    metrics = T.train(tiny_config(), out, progress=False, log=quiet)
+    return out, metrics
+
+
+def test_the_tiny_runs_use_the_final_recipe():
+    cfg = tiny_config()
+    assert cfg.model == "final" and cfg.augment and cfg.schedule == "onecycle" and cfg.device == "cpu"
+
+
+def test_same_config_gives_the_same_history_and_weights(reference, tmp_path):
+    ref_dir, ref = reference
+    again = T.train(tiny_config(), tmp_path / "again", progress=False, log=quiet)
+    assert without_timing(again["history"]) == without_timing(ref["history"])
+    assert same_weights(weights(tmp_path / "again"), weights(ref_dir))
+
+
+def test_another_seed_gives_other_metrics_and_weights(reference, tmp_path):
+    ref_dir, ref = reference
+    other = T.train(tiny_config(seed=2), tmp_path / "seed2", progress=False, log=quiet)
+    a, b = without_timing(ref["history"]), without_timing(other["history"])
+    assert [row["train_loss"] for row in a] != [row["train_loss"] for row in b]
+    assert not same_weights(weights(tmp_path / "seed2"), weights(ref_dir))
+
+
+def test_metrics_json_contents(reference):
+    ref_dir, ref = reference
+    on_disk = json.loads((ref_dir / "metrics.json").read_text())
+    assert on_disk == ref
     for key in ("model", "params", "epochs", "final_test_accuracy", "history", "wall_seconds", "device",
                 "seed", "versions", "config"):
         assert key in on_disk, key
-    assert on_disk["model"] == "final" and on_disk["epochs"] == 2 and len(on_disk["history"]) == 2
+    assert on_disk["model"] == "final" and on_disk["seed"] == 1 and on_disk["device"].startswith("cpu")
+    assert on_disk["epochs"] == 3 and [row["epoch"] for row in on_disk["history"]] == [1, 2, 3]
     assert on_disk["params"] == count_parameters(build_model("final"))
     assert on_disk["final_test_accuracy"] == on_disk["history"][-1]["test_accuracy"]
-    assert 0 <= on_disk["final_test_accuracy"] <= 100 and on_disk["wall_seconds"] > 0
-    assert on_disk["versions"]["torch"] == torch.__version__ and on_disk["config"]["train_subset"] == 1024
-    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert ckpt["model"] == "final" and ckpt["config"] == on_disk["config"]
-    model = build_model("final")
-    model.load_state_dict(ckpt["model_state"])  # a real state_dict of the named model
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert 10 < on_disk["final_test_accuracy"] <= 100, "a percentage, and better than chance after 3 epochs"
+    assert on_disk["wall_seconds"] > 0
+    assert on_disk["versions"]["torch"] == torch.__version__
+    assert on_disk["config"] == dataclasses.asdict(tiny_config())
 
 
-def test_resume_after_interruption_ends_like_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
-    full = T.train(tiny_config(epochs=3), tmp_path / "full", progress=False)
+def test_checkpoint_holds_the_weights_that_scored_the_reported_accuracy(reference):
+    ref_dir, ref = reference
+    ckpt = torch.load(ref_dir / "checkpoint.pt", weights_only=False)
+    assert ckpt["model"] == "final" and ckpt["config"] == ref["config"]
+    model = build_model(ckpt["model"])
+    model.load_state_dict(ckpt["model_state"])  # strict: a complete state_dict of the named model
+    cfg = T.Config(**ckpt["config"])
+    dd = T.load_device_data(cfg, torch.device("cpu"))
+    result = T.evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+    assert result["accuracy"] == ref["final_test_accuracy"]
 
+
+def test_run_folder_holds_only_the_checkpoint_and_the_metrics(reference):
+    assert files_in(reference[0]) == ["checkpoint.pt", "metrics.json"]  # no temporary files left
+
+
+def test_existing_run_folder_is_not_overwritten(reference):
+    ref_dir, _ = reference
+    before = {name: (ref_dir / name).read_bytes() for name in files_in(ref_dir)}
+    with pytest.raises(T.RunError, match="--resume"):
+        T.train(tiny_config(), ref_dir, progress=False, log=quiet)
+    assert {name: (ref_dir / name).read_bytes() for name in files_in(ref_dir)} == before
+
+
+def test_resuming_a_complete_run_changes_nothing(reference):
+    ref_dir, ref = reference
+    before = (ref_dir / "checkpoint.pt").read_bytes()
+    assert T.train(None, resume=ref_dir, progress=False, log=quiet) == ref
+    assert (ref_dir / "checkpoint.pt").read_bytes() == before
+
+
+def interrupt_after_epoch_2(monkeypatch):
+    """Ctrl-C right after epoch 2 was saved."""
     real_save = T.save_run
 
-    def save_then_die(out, model, opt, sched, cfg, history, metrics):
+    def save_then_stop(out, model, opt, sched, cfg, history, metrics):
         real_save(out, model, opt, sched, cfg, history, metrics)
         if len(history) == 2:
-            raise KeyboardInterrupt("killed after epoch 2")
+            raise KeyboardInterrupt("stopped after epoch 2")
 
-    monkeypatch.setattr(T, "save_run", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(tiny_config(epochs=3), tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "save_run", real_save)
-    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["epochs"] == 2
-
-    resumed = T.train(None, resume=tmp_path / "cut", progress=False)
-    assert without_timing(resumed["history"]) == without_timing(full["history"])
-    assert resumed["final_test_accuracy"] == full["final_test_accuracy"]
-    assert same_weights(weights(tmp_path / "cut"), weights(tmp_path / "full"))
+    monkeypatch.setattr(T, "save_run", save_then_stop)
+    return 2  # epochs on disk afterwards
 
 
-def test_test_labels_do_not_influence_training(tiny_config, tmp_path, monkeypatch):
-    T.train(tiny_config(), tmp_path / "a", progress=False)
+def interrupt_while_writing_checkpoint_2(monkeypatch):
+    """Ctrl-C halfway through writing epoch 2's checkpoint: epoch 1's pair must survive intact."""
+    real_torch_save = torch.save
+
+    def half_save_then_stop(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and len(obj.get("history", ())) == 2:
+            with open(f, "wb") as fh:
+                fh.write(b"PK\x03\x04 half a checkpoint")
+            raise KeyboardInterrupt("stopped while writing checkpoint 2")
+        return real_torch_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", half_save_then_stop)
+    return 1
+
+
+@pytest.mark.parametrize("interrupt", [interrupt_after_epoch_2, interrupt_while_writing_checkpoint_2])
+def test_resume_after_interruption_ends_like_an_uninterrupted_run(reference, tmp_path, monkeypatch, interrupt):
+    ref_dir, ref = reference
+    cut = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        saved_epochs = interrupt(patch)
+        with pytest.raises(KeyboardInterrupt):
+            T.train(tiny_config(), cut, progress=False, log=quiet)
+    assert files_in(cut) == ["checkpoint.pt", "metrics.json"], "no temporary file left behind"
+    on_disk = json.loads((cut / "metrics.json").read_text())
+    assert on_disk["epochs"] == saved_epochs and len(on_disk["history"]) == saved_epochs
+    assert len(torch.load(cut / "checkpoint.pt", weights_only=False)["history"]) == saved_epochs
+
+    resumed = T.train(None, resume=cut, progress=False, log=quiet)
+    assert resumed["epochs"] == 3
+    assert without_timing(resumed["history"]) == without_timing(ref["history"])
+    assert resumed["final_test_accuracy"] == ref["final_test_accuracy"]
+    assert same_weights(weights(cut), weights(ref_dir))
+    assert json.loads((cut / "metrics.json").read_text()) == resumed
+    assert files_in(cut) == ["checkpoint.pt", "metrics.json"]
+
+
+def test_test_labels_do_not_influence_training(reference, tmp_path, monkeypatch):
+    ref_dir, ref = reference
     real_load = T.load_device_data
 
     def shuffled_test_labels(cfg, device):
@@ -81,15 +167,11 @@ def test_test_labels_do_not_influence_training(tiny_config, tmp_path, monkeypatc
         return dd
 
     monkeypatch.setattr(T, "load_device_data", shuffled_test_labels)
-    b = T.train(tiny_config(), tmp_path / "b", progress=False)
-    assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    assert b["final_test_accuracy"] < 20  # shuffled labels: chance level, so the swap really happened
-
-
-def test_existing_run_folder_is_not_overwritten(tiny_config, tmp_path):
-    T.train(tiny_config(epochs=1), tmp_path / "run", progress=False)
-    with pytest.raises(T.RunError, match="--resume"):
-        T.train(tiny_config(epochs=1), tmp_path / "run", progress=False)
+    b = T.train(tiny_config(), tmp_path / "shuffled", progress=False, log=quiet)
+    train_part = [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in b["history"]]
+    assert train_part == [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in ref["history"]]
+    assert same_weights(weights(tmp_path / "shuffled"), weights(ref_dir))
+    assert b["final_test_accuracy"] < 20  # shuffled labels score at chance: the swap really happened
 
 
 def test_lr_schedule_is_one_cycle():
@@ -98,4 +180,10 @@ def test_lr_schedule_is_one_cycle():
     peak = max(lrs)
     assert len(lrs) == 1500 and abs(peak - cfg.lr) < 1e-9
     assert lrs[0] < peak / 10 and lrs[-1] < peak / 1000
-    assert T.lr_curve(T.recipe("gap", epochs=2), 10) == [T.recipe("gap").lr] * 20
+    assert lrs.index(peak) < len(lrs) // 2, "warm up first, then anneal"
+
+
+def test_earlier_steps_use_a_constant_lr():
+    for name in ("baseline", "batchnorm", "dropout", "gap"):
+        cfg = T.recipe(name, epochs=2)
+        assert T.lr_curve(cfg, 10) == [cfg.lr] * 20, name

@@ -248,8 +248,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
-          progress: bool = True, log=print) -> dict:
-    """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict."""
+          progress: bool = True, overwrite: bool = False, log=print) -> dict:
+    """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict.
+
+    ``overwrite=True`` replaces an earlier run in ``out`` (the notebooks use it on re-execution)."""
     if resume is not None:
         out = Path(resume)
         if not out.is_dir():
@@ -265,6 +267,9 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
         cfg = cfg or Config()
         state = None
         out = Path(out) if out else default_run_dir(cfg)
+        if overwrite:
+            for name in ("checkpoint.pt", "metrics.json"):
+                (out / name).unlink(missing_ok=True)
         if (out / "checkpoint.pt").exists():
             raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
     if cfg.model not in MODELS:
@@ -293,7 +298,11 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     log(f"model {cfg.model}: {params:,} parameters | device {device_name(device)} | run folder {out}")
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        try:  # widget bar in notebooks when ipywidgets is there; plain text bar otherwise (no warning)
+            import ipywidgets  # noqa: F401
+            from tqdm.auto import tqdm
+        except ImportError:
+            from tqdm import tqdm
 
         bar = tqdm(total=cfg.epochs * n_steps, initial=len(history) * n_steps, unit="step", leave=False,
                    desc=cfg.model, dynamic_ncols=True)

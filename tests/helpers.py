@@ -1,0 +1,34 @@
+"""Small helpers shared by the test modules (imported as ``helpers``; pytest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from utils.train import Config, recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_env() -> dict:
+    """Environment for the command-line subprocesses (one OpenMP thread, see one_cpu_thread)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_module(*args, timeout=300) -> subprocess.CompletedProcess:
+    """``python -m <args>`` from the repository root, as a user would type it."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=cli_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    """A run's per-epoch history without the wall-clock fields, which legitimately differ."""
+    return [{k: v for k, v in row.items() if k not in ("seconds", "wall", "wall_seconds")} for row in history]
+
+
+def tiny_config(**overrides) -> Config:
+    """A seconds-long run of the final recipe (augmentation, one-cycle): 1,024 training images,
+    batch 128, CPU, the 10k test images evaluated in one batch each epoch."""
+    base = dict(train_subset=1024, epochs=3, batch_size=128, device="cpu", eval_batch_size=10_000)
+    return recipe(overrides.pop("model", "final"), **{**base, **overrides})
