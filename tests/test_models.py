@@ -7,6 +7,7 @@ from utils.models import MODELS, build_model
 from utils.summary import count_parameters, layer_table
 
 NAMES = list(MODELS)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(params=NAMES)
@@ -63,9 +64,11 @@ def test_bad_shapes_raise_value_error_saying_expected_and_got(model, shape, word
         assert w in str(err.value)
 
 
-def test_integer_input_is_refused(model):
-    with pytest.raises(ValueError, match="torch.uint8"):
-        model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_integer_input_is_refused(model, dtype):
+    with pytest.raises(ValueError) as err:
+        model(torch.zeros(2, 1, 28, 28, dtype=dtype))
+    assert "(N, 1, 28, 28)" in str(err.value) and str(dtype) in str(err.value)
 
 
 def test_parameter_budgets():
@@ -100,18 +103,44 @@ def test_unknown_model_name_lists_the_choices():
         build_model("resnet")
 
 
-def test_layer_table_is_computed_from_the_model():
-    model = build_model("final")
-    model.train()
-    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    before = bn.running_mean.clone(), bn.num_batches_tracked.clone()
+@pytest.mark.parametrize("name", NAMES)
+def test_layer_table_shapes_come_from_a_real_forward(name):
+    model = build_model(name).eval()
+    seen = []  # output shapes recorded independently, with our own hooks on every leaf layer
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(lambda m, i, o: seen.append((type(m).__name__, tuple(o.shape[1:]))))
+               for m in leaves]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    for h in handles:
+        h.remove()
     rows = layer_table(model)
-    assert model.training, "the probe must restore training mode"
-    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.num_batches_tracked, before[1])
+    assert [(r.kind, r.output_shape) for r in rows] == seen
     assert rows[-1].output_shape == (10,)
     assert sum(r.params for r in rows) == count_parameters(model)
+
+
+def test_layer_table_of_the_final_model():
+    model = build_model("final")
+    rows = layer_table(model)
     convs = [r for r in rows if r.kind == "Conv2d"]
     assert [r.output_shape[-1] for r in convs][:2] == [26, 24]  # unpadded 3x3 convolutions
-    assert rows[-1].receptive_field >= 28, "the prediction must see the whole digit"
+    assert convs[-1].receptive_field >= 28, "the last convolution must see the whole digit"
+    assert rows[-1].receptive_field >= 28
     rf = [r.receptive_field for r in rows]
     assert rf == sorted(rf), "receptive field never shrinks"
+    assert [r.receptive_field for r in convs][:2] == [3, 5]  # two 3x3 convolutions: 3, then 5 pixels
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_layer_table_leaves_the_model_untouched(training):
+    torch.manual_seed(0)
+    model = build_model("final")
+    model(torch.randn(16, 1, 28, 28))  # non-trivial running statistics
+    model.train(training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layer_table(model)
+    assert model.training == training and all(m.training == training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm running stats unchanged"
+    assert not any(m._forward_hooks for m in model.modules()), "the probe's hooks are removed"

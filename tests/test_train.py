@@ -157,21 +157,23 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reference, tmp
     assert files_in(cut) == ["checkpoint.pt", "metrics.json"]
 
 
-def test_test_labels_do_not_influence_training(reference, tmp_path, monkeypatch):
+def test_the_test_set_does_not_influence_training(reference, tmp_path, monkeypatch):
     ref_dir, ref = reference
     real_load = T.load_device_data
 
-    def shuffled_test_labels(cfg, device):
+    def scrambled_test_set(cfg, device):
+        """Shuffled test labels, and test images turned upside down: any leak would change training."""
         dd = real_load(cfg, device)
         dd.test_y = dd.test_y[torch.randperm(dd.test_y.shape[0], generator=torch.Generator().manual_seed(0))]
+        dd.test_x = dd.test_x.flip(-2).contiguous(memory_format=torch.channels_last)
         return dd
 
-    monkeypatch.setattr(T, "load_device_data", shuffled_test_labels)
+    monkeypatch.setattr(T, "load_device_data", scrambled_test_set)
     b = T.train(tiny_config(), tmp_path / "shuffled", progress=False, log=quiet)
     train_part = [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in b["history"]]
     assert train_part == [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in ref["history"]]
     assert same_weights(weights(tmp_path / "shuffled"), weights(ref_dir))
-    assert b["final_test_accuracy"] < 20  # shuffled labels score at chance: the swap really happened
+    assert b["final_test_accuracy"] < 20  # scrambled test set scores at chance: the swap really happened
 
 
 def test_lr_schedule_is_one_cycle():

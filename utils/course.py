@@ -1,57 +1,77 @@
-"""Small helpers that keep the notebooks' code cells short: settings, earlier steps, the Result block."""
+"""Small helpers that keep the notebooks' code cells short: run folders, earlier steps, the Result block.
+
+Nothing here trains or draws; it only finds and prints what a run stored.
+"""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
-from .train import REPO_ROOT, Config, recipe
+from .train import GOAL, REPO_ROOT
 
-QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images, for nbval in CI
-
-
-def notebook_config(model: str, *, epochs: int, seed: int, batch_size: int, device: str, train_subset: int,
-                    out_dir: str, name: str) -> tuple[Config, Path]:
-    """The run's Config and folder from a notebook's papermill parameters.
-
-    Quick mode (``MNIST_COURSE_QUICK=1``) shrinks the run and writes under build/quick/ so it
-    never overwrites a real run.
-    """
-    quick = os.environ.get(QUICK_ENV) == "1"
-    if quick:
-        epochs, train_subset = 1, 2000
-    overrides = {"batch_size": batch_size} if batch_size else {}
-    cfg = recipe(model, epochs=epochs, seed=seed, device=device, train_subset=train_subset, **overrides)
-    run_dir = Path(out_dir) if out_dir else REPO_ROOT / ("build/quick" if quick else "runs") / name
-    return cfg, run_dir
+QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (nbval in CI), written under build/quick/
+QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
+NOTEBOOKS = REPO_ROOT / "notebooks"
 
 
-def earlier_metrics(run_dir: Path, name: str) -> dict | None:
-    """metrics.json of an earlier notebook's run, stored beside this one, if that notebook was run."""
+def quick_mode() -> bool:
+    return os.environ.get(QUICK_ENV) == "1"
+
+
+def run_folder(out_dir: str | os.PathLike) -> Path:
+    """The run folder for a notebook's ``out_dir`` parameter: relative paths are taken from notebooks/
+    (where Jupyter, papermill --cwd notebooks and nbval run), so the result is the same from anywhere."""
+    path = Path(out_dir).expanduser()
+    return (path if path.is_absolute() else NOTEBOOKS / path).resolve()
+
+
+def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
+    """metrics.json of an earlier notebook's run, stored beside this run's folder, or None if it was not run."""
     path = Path(run_dir).parent / name / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def result(metrics: dict) -> dict:
-    """Print the Result block of a notebook, plus one machine-readable line for utils.report."""
+    """Print a notebook's Result block from its run's metrics (final epoch), plus one machine-readable
+    ``RESULT {...}`` line that utils.report and the tests read back from the stored output."""
     summary = {
         "model": metrics["model"],
         "params": metrics["params"],
         "best_train_accuracy": round(metrics["best_train_accuracy"], 2),
-        "final_test_accuracy": metrics["final_test_accuracy"],
+        "final_test_accuracy": round(metrics["final_test_accuracy"], 2),
         "epochs": metrics["epochs"],
         "seed": metrics["seed"],
     }
+    augmented = metrics["config"]["augment"]
     print(f"Parameters:           {summary['params']:,}")
-    print(f"Best train accuracy:  {summary['best_train_accuracy']:.2f}%  (measured on the fly during each epoch, "
-          f"in training mode{', on augmented images' if metrics['config']['augment'] else ''})")
+    print(f"Best train accuracy:  {summary['best_train_accuracy']:.2f}%  (measured during each epoch, in training "
+          f"mode{', on augmented images' if augmented else ''})")
     print(f"Final test accuracy:  {summary['final_test_accuracy']:.2f}%  (epoch {summary['epochs']}, the last one)")
     print(f"Epochs:               {summary['epochs']}")
+    print(f"Goal ({GOAL:.2f}% at the last epoch, <= 15 epochs, <= 8,000 parameters): "
+          f"{'met' if goal_met(metrics) else 'not met'}")
     print(f"Wall time:            {metrics['wall_seconds']:.0f} s on {metrics['device']}")
     print("RESULT " + json.dumps(summary))
     return summary
 
 
+def goal_met(metrics: dict) -> bool:
+    return metrics["final_test_accuracy"] >= GOAL and metrics["epochs"] <= 15 and metrics["params"] <= 8000
+
+
 def gap(metrics: dict) -> float:
-    """Final train accuracy minus final test accuracy, in points: a measure of over-fitting."""
+    """Final-epoch train accuracy minus test accuracy, in points: a measure of over-fitting."""
     return metrics["final_train_accuracy"] - metrics["final_test_accuracy"]
+
+
+def compare(runs: dict[str, dict | None]) -> None:
+    """One line per run: parameters, test accuracy after the first and the last epoch, train-test gap."""
+    for label, m in runs.items():
+        if m is None:
+            print(f"{label:>12}: no stored run (execute that notebook first to compare with it)")
+            continue
+        h = m["history"]
+        print(f"{label:>12}: {m['params']:>6,} parameters | test accuracy after epoch 1 {h[0]['test_accuracy']:.2f}%, "
+              f"after epoch {m['epochs']} {m['final_test_accuracy']:.2f}% | "
+              f"final train - test gap {gap(m):+.2f} points")

@@ -1,16 +1,27 @@
-"""Figures for the notebooks and the README. Each function returns a matplotlib Figure."""
+"""Figures for the notebooks. Every function returns a matplotlib Figure and draws nothing else.
+
+Backend: a notebook kernel (Jupyter, papermill, nbval) sets ``MPLBACKEND`` to the inline backend,
+and that choice is kept. Only a plain Python process on a machine without a display (CI, tests)
+is switched to the off-screen Agg backend, and only if pyplot was not imported before.
+"""
 from __future__ import annotations
+
+import math
+import os
+import sys
 
 import matplotlib
 
-if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl", "widget", "qt", "tk", "macosx")):
-    matplotlib.use("Agg")  # no display (CI, papermill): draw off-screen
-import matplotlib.pyplot as plt
-import torch
+if ("matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ
+        and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+    matplotlib.use("Agg")  # no display: draw off-screen
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
-from . import augment, data
+from . import augment  # noqa: E402
+from .train import GOAL  # noqa: E402
 
-DPI = 72
+DPI = 80  # small figures keep each executed notebook well under 1 MB
 
 
 def _figure(*args, **kwargs):
@@ -19,144 +30,162 @@ def _figure(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
+def _image(img: torch.Tensor):
+    """(28, 28) or (1, 28, 28), any dtype or device -> a (28, 28) float32 numpy array, for imshow."""
+    return img.detach().squeeze().float().cpu().numpy()
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Counts of (true class, predicted class) as a (num_classes, num_classes) int64 tensor:
+    row = true digit, column = predicted digit; the diagonal holds the correct answers."""
+    pred, target = pred.detach().long().cpu().flatten(), target.detach().long().cpu().flatten()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in length: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if len(pred) and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= num_classes):
+        raise ValueError(f"class labels must lie in [0, {num_classes})")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
-    """The first ``n`` uint8 or float images with their labels."""
-    rows = (n + cols - 1) // cols
-    fig, axes = _figure(rows, cols, figsize=(cols * 0.9, rows * 1.0))
+    """The first ``n`` images (uint8 or float, (N, 28, 28) or (N, 1, 28, 28)), each titled with its label."""
+    n = min(n, len(images))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 0.95), squeeze=False)
     for ax, img, label in zip(axes.flat, images[:n], labels[:n]):
-        ax.imshow(img.squeeze().float().cpu(), cmap="gray_r")
+        ax.imshow(_image(img), cmap="gray_r")
         ax.set_title(str(int(label)), fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
 def class_balance(train_labels: torch.Tensor, test_labels: torch.Tensor):
-    """Images per digit in the training and test sets."""
-    fig, ax = _figure(figsize=(6, 2.6))
+    """Share of each digit in the training and the test set (bars in % of each set)."""
+    fig, ax = _figure(figsize=(6, 2.4))
     x = torch.arange(10)
-    ax.bar(x - 0.2, torch.bincount(train_labels, minlength=10) / len(train_labels) * 100, 0.4, label="train (60k)")
-    ax.bar(x + 0.2, torch.bincount(test_labels, minlength=10) / len(test_labels) * 100, 0.4, label="test (10k)")
+    for offset, labels, name in ((-0.2, train_labels, "train"), (0.2, test_labels, "test")):
+        share = torch.bincount(labels.cpu().long(), minlength=10).double() / len(labels) * 100
+        ax.bar((x + offset).tolist(), share.tolist(), 0.4, label=f"{name} ({len(labels):,} images)")
     ax.set_xticks(x.tolist())
     ax.set_xlabel("digit")
-    ax.set_ylabel("% of images")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("% of the set")
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
 def training_curves(history: list[dict], title: str = "", others: dict[str, list[dict]] | None = None):
-    """Loss and accuracy per epoch, train vs test; ``others`` adds earlier runs' test accuracy, dashed."""
-    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 3))
-    epochs = [h["epoch"] for h in history]
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
+    """Loss (log scale) and accuracy per epoch, train vs test, from ``metrics["history"]``.
+
+    ``others`` maps a label to an earlier run's history; its test curves are drawn dashed.
+    The accuracy axis zooms on the top few percent; early epochs below it run off the bottom.
+    """
+    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 2.9))
+    runs = [("", history, "-")] + [(f", {name}", h, "--") for name, h in (others or {}).items()]
+    colours = {"train": "C0", "test": "C1"}
+    for i, (suffix, hist, style) in enumerate(runs):
+        epochs = [h["epoch"] for h in hist]
+        for split in ("train", "test") if i == 0 else ("test",):
+            colour = colours[split] if i == 0 else f"C{i + 1}"
+            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in hist], style, marker="o", ms=3, color=colour,
+                         label=split + suffix)
+            ax_acc.plot(epochs, [h[f"{split}_accuracy"] for h in hist], style, marker="o", ms=3, color=colour,
+                        label=split + suffix)
     ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy")
-    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="train")
-    ax_acc.plot(epochs, [h["test_accuracy"] for h in history], "o-", label="test")
-    for name, other in (others or {}).items():
-        ax_acc.plot([h["epoch"] for h in other], [h["test_accuracy"] for h in other], "--", label=f"test, {name}")
-    ax_acc.axhline(99.4, color="gray", lw=0.8, ls=":")
-    ax_acc.set_ylim(97, 100)
-    ax_acc.set_xlabel("epoch")
+    later = [h[f"{s}_accuracy"] for _, hist, _ in runs for h in hist[len(hist) // 3:] for s in ("train", "test")
+             if f"{s}_accuracy" in h]
+    low = min(97.0, math.floor(min(later))) if later else 97.0
+    ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
+    ax_acc.set_ylim(low, 100)
     ax_acc.set_ylabel("accuracy (%)")
     for ax in (ax_loss, ax_acc):
-        ax.legend(fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
-def lr_schedule(lrs: list[float], steps_per_epoch: int):
-    """The learning rate at every optimisation step, with epochs on the x axis."""
-    fig, ax = _figure(figsize=(6, 2.6))
+def lr_schedule(lrs: list[float], steps_per_epoch: int, title: str = "learning rate per step"):
+    """The learning rate at every optimisation step (from ``utils.train.lr_curve``), epochs on the x axis."""
+    fig, ax = _figure(figsize=(6, 2.4))
     ax.plot([i / steps_per_epoch for i in range(len(lrs))], lrs)
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return fig
 
 
 def augmentation_preview(images: torch.Tensor, draws: int = 8, seed: int = 0):
-    """Each row: one digit, then ``draws`` independent random affine draws of it."""
+    """Each row: one digit, then ``draws`` independent draws of ``utils.augment.random_affine``.
+
+    The draws come from a ``torch.Generator`` seeded with ``seed``, so the figure is reproducible.
+    """
     gen = torch.Generator().manual_seed(seed)
-    base = images.float().unsqueeze(1) / 255.0 if images.dtype == torch.uint8 else images
+    base = images.detach().cpu()
+    base = base.float() / 255.0 if base.dtype == torch.uint8 else base.float()
+    if base.ndim == 3:
+        base = base.unsqueeze(1)
     rows = base.shape[0]
-    fig, axes = _figure(rows, draws + 1, figsize=((draws + 1) * 0.9, rows * 0.95))
-    axes = axes.reshape(rows, draws + 1)
+    fig, axes = _figure(rows, draws + 1, figsize=((draws + 1) * 0.85, rows * 0.95), squeeze=False)
     for r in range(rows):
         variants = augment.random_affine(base[r : r + 1].repeat(draws, 1, 1, 1), generator=gen)
-        axes[r, 0].imshow(base[r, 0], cmap="gray_r")
-        axes[r, 0].set_title("original" if r == 0 else "", fontsize=8)
+        axes[r, 0].imshow(_image(base[r]), cmap="gray_r")
         for c in range(draws):
-            axes[r, c + 1].imshow(variants[c, 0], cmap="gray_r")
+            axes[r, c + 1].imshow(_image(variants[c]), cmap="gray_r")
+    axes[0, 0].set_title("original", fontsize=8)
+    for c in range(draws):
+        axes[0, c + 1].set_title(f"draw {c + 1}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
     return fig
 
 
 def misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, n: int = 24, cols: int = 8):
-    """The first ``n`` test images the model gets wrong, titled true -> predicted."""
-    wrong = (predictions.cpu() != labels.cpu()).nonzero().flatten()[:n]
-    rows = max(1, (len(wrong) + cols - 1) // cols)
-    fig, axes = _figure(rows, cols, figsize=(cols * 0.95, rows * 1.1), squeeze=False)
+    """The first ``n`` images the model gets wrong, each titled ``true→predicted``."""
+    labels, predictions = labels.cpu(), predictions.cpu()
+    wrong_all = (predictions != labels).nonzero().flatten()
+    wrong = wrong_all[:n]
+    rows = max(1, math.ceil(len(wrong) / cols))
+    fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 1.0), squeeze=False)
     for ax, i in zip(axes.flat, wrong.tolist()):
-        ax.imshow(images[i].squeeze().float().cpu(), cmap="gray_r")
+        ax.imshow(_image(images[i]), cmap="gray_r")
         ax.set_title(f"{int(labels[i])}→{int(predictions[i])}", fontsize=9, color="crimson")
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{int((predictions.cpu() != labels.cpu()).sum())} misclassified test images (true→predicted)")
+    fig.suptitle(f"{len(wrong)} of the {len(wrong_all)} misclassified test images (true→predicted)", fontsize=10)
     return fig
 
 
-def confusion(matrix: torch.Tensor):
-    """The confusion matrix with counts; the diagonal dominates, so colour uses a log scale."""
+def confusion(matrix: torch.Tensor, title: str = ""):
+    """Draw a confusion matrix (rows: true, columns: predicted) with its counts; log colour scale,
+    because the diagonal is a thousand times larger than the mistakes."""
     from matplotlib.colors import LogNorm
 
-    fig, ax = _figure(figsize=(4.6, 4))
-    ax.imshow(matrix.float() + 1, cmap="Blues", norm=LogNorm())
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
+    n = matrix.shape[0]
+    fig, ax = _figure(figsize=(4.4, 3.9))
+    ax.imshow(matrix.double().numpy() + 1, cmap="Blues", norm=LogNorm())
+    dark = (float(matrix.max()) + 1) ** 0.5  # the middle of the log colour scale
+    for i in range(n):
+        for j in range(n):
             v = int(matrix[i, j])
             if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if i == j else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v + 1 > dark else "black")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    return fig
-
-
-def architecture(model: torch.nn.Module):
-    """The layer table drawn as a diagram: one box per convolution/pooling layer, sized by channels."""
-    from .summary import layer_table
-
-    rows = [r for r in layer_table(model) if r.kind in ("Conv2d", "Linear", "MaxPool2d", "AdaptiveAvgPool2d")]
-    fig, ax = _figure(figsize=(10, 2.8))
-    for i, r in enumerate(rows):
-        ch = r.output_shape[0]
-        side = r.output_shape[-1] if len(r.output_shape) == 3 else 1
-        h = 0.25 + 0.7 * side / 28
-        ax.add_patch(plt.Rectangle((i - 0.35, -h / 2), 0.7, h, color="#4c72b0" if r.kind == "Conv2d" else "#dd8452",
-                                   alpha=0.25 + 0.75 * min(ch, 20) / 20))
-        label = {"Conv2d": "conv", "MaxPool2d": "max-pool", "AdaptiveAvgPool2d": "GAP", "Linear": "linear"}[r.kind]
-        ax.text(i, h / 2 + 0.08, f"{label}\n{'x'.join(map(str, r.output_shape))}", ha="center", va="bottom", fontsize=8)
-        ax.text(i, -h / 2 - 0.08, f"RF {r.receptive_field}\n{r.params:,} p", ha="center", va="top", fontsize=7)
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(-0.9, 1.0)
-    ax.axis("off")
-    total = sum(p.numel() for p in model.parameters())
-    ax.set_title(f"{type(model).__name__}: {total:,} parameters (BatchNorm included); RF = receptive field in pixels",
-                 fontsize=9)
+    correct, total = int(matrix.trace()), int(matrix.sum())
+    ax.set_title(title or f"{correct:,} of {total:,} correct", fontsize=10)
     return fig
 
 
 def save(fig, path) -> None:
-    """Save a figure atomically (temporary file, then rename)."""
+    """Save a figure atomically (temporary file, then rename), in the format of the file's suffix."""
     from .fsutil import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=DPI))

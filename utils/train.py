@@ -123,9 +123,12 @@ BACKGROUND = (0.0 - data.MEAN) / data.STD  # value of a black pixel after normal
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module, steps_per_epoch: int):
-    if cfg.optimizer != "sgd":
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adamw")
     if cfg.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
