@@ -1,0 +1,28 @@
+"""The README's result tables are generated from stored results, and are up to date."""
+import json
+
+from utils import report
+from utils.models import build_model
+from utils.summary import count_parameters
+
+
+def test_readme_tables_are_regenerated_from_stored_results():
+    text = report.README.read_text()
+    assert report.render(text) == text, "README.md is stale: run `python -m utils.report`"
+
+
+def test_steps_table_holds_each_notebooks_stored_result():
+    block = report.steps_block()
+    for stem, model, _ in report.STEPS:
+        r = report.notebook_result(report.NOTEBOOKS / f"{stem}.ipynb")
+        assert r is not None, f"{stem} has no stored Result"
+        assert f"{r['final_test_accuracy']:.2f}%" in block and f"{count_parameters(build_model(model)):,}" in block
+
+
+def test_seeds_table_lists_every_seed():
+    summary = json.loads((report.REPO_ROOT / "results" / "seeds.json").read_text())
+    block = report.seeds_block()
+    assert len(summary["runs"]) == 5
+    for run in summary["runs"]:
+        assert f"| {run['seed']} | {run['final_test_accuracy']:.2f}% |" in block
+    assert summary["at_or_above_goal"] == sum(r["final_test_accuracy"] >= 99.40 for r in summary["runs"])
