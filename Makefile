@@ -45,12 +45,11 @@ seeds: data
 bench: data
 	$(PY) -m utils.bench
 
-# Execute the five notebooks in order with their full default parameters (outputs stored in place).
+# Regenerate the five notebooks and execute them in order with their full default parameters
+# (outputs stored in place), then regenerate the README tables from them.
 notebooks: data
-	$(PY) tools/make_notebooks.py
-	for nb in notebooks/0*.ipynb; do \
-	  $(VENV)/bin/papermill $$nb $$nb -k python3 --cwd notebooks -p progress False || exit 1; \
-	done
+	$(PY) tools/make_notebooks.py --execute
+	$(PY) -m utils.report
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/

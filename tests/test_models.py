@@ -124,12 +124,21 @@ def test_layer_table_of_the_final_model():
     model = build_model("final")
     rows = layer_table(model)
     convs = [r for r in rows if r.kind == "Conv2d"]
-    assert [r.output_shape[-1] for r in convs][:2] == [26, 24]  # unpadded 3x3 convolutions
-    assert convs[-1].receptive_field >= 28, "the last convolution must see the whole digit"
-    assert rows[-1].receptive_field >= 28
+    # unpadded 3x3 convolutions: 28 -> 26, pooled to 13, then 11, 9, 7, 5; the head's 1x1 after GAP
+    assert [r.output_shape[-1] for r in convs] == [26, 11, 9, 7, 5, 1]
+    # worked by hand: 3; the 2x2 pool adds 1 and doubles the jump; each 3x3 then adds 2 x 2 = 4;
+    # GAP over the 5x5 map adds (5 - 1) x 2 = 8, so the prediction sees all 28 pixels
+    assert [r.receptive_field for r in convs] == [3, 8, 12, 16, 20, 28]
+    assert rows[-1].receptive_field >= 28, "the prediction must see the whole digit"
     rf = [r.receptive_field for r in rows]
     assert rf == sorted(rf), "receptive field never shrinks"
-    assert [r.receptive_field for r in convs][:2] == [3, 5]  # two 3x3 convolutions: 3, then 5 pixels
+
+
+def test_a_dense_head_sees_the_whole_map_too():
+    rows = layer_table(build_model("baseline"))
+    flatten, linear = rows[-2], rows[-1]
+    assert (flatten.kind, linear.kind) == ("Flatten", "Linear")
+    assert rows[-3].receptive_field == 20 and flatten.receptive_field == linear.receptive_field == 28
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -144,3 +153,24 @@ def test_layer_table_leaves_the_model_untouched(training):
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm running stats unchanged"
     assert not any(m._forward_hooks for m in model.modules()), "the probe's hooks are removed"
+
+
+def test_the_tuned_candidate_is_the_final_model():
+    """results/tuning.md scored the trunk "q10 12 16 d 16 16 d" with tools/tune.py: it must be exactly
+    build_model("final"), same layers in the same order and the same initial weights for a seed."""
+    import importlib.util
+
+    from helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location("tune", ROOT / "tools" / "tune.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    torch.manual_seed(3)
+    candidate = tune.build("q10 12 16 d 16 16 d", dropout=0.05)
+    torch.manual_seed(3)
+    final = build_model("final")
+    assert [repr(m) for m in candidate.modules()][1:] == [repr(m) for m in final.modules()][1:]
+    a, b = candidate.state_dict(), final.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="unknown token"):
+        tune.build("q10 x12")

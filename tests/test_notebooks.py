@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from utils import augment, course, plots
+from utils.evaluate import confusion_matrix
 from utils.models import MODELS, build_model
 from utils.summary import count_parameters, describe
 from utils.train import GOAL, lr_curve, recipe, steps_per_epoch
@@ -303,7 +304,7 @@ def test_plots_use_an_off_screen_backend_without_a_display():
 def test_confusion_matrix_counts_true_by_predicted():
     target = torch.tensor([0, 0, 1, 2, 2, 2, 9])
     pred = torch.tensor([0, 1, 1, 2, 0, 2, 9])
-    m = plots.confusion_matrix(pred, target)
+    m = confusion_matrix(pred, target)
     assert m.shape == (10, 10) and m.dtype == torch.int64
     expected = torch.zeros(10, 10, dtype=torch.int64)
     for t, p in zip(target.tolist(), pred.tolist()):
@@ -312,9 +313,9 @@ def test_confusion_matrix_counts_true_by_predicted():
     assert m.sum() == len(target) and m.trace() == (pred == target).sum()
     assert m[0, 1] == 1 and m[2, 0] == 1  # row = true, column = predicted
     with pytest.raises(ValueError):
-        plots.confusion_matrix(pred[:-1], target)
+        confusion_matrix(pred[:-1], target)
     with pytest.raises(ValueError):
-        plots.confusion_matrix(torch.tensor([10]), torch.tensor([0]))
+        confusion_matrix(torch.tensor([10]), torch.tensor([0]))
 
 
 def test_sample_grid_and_class_balance(close_figures):
@@ -380,7 +381,23 @@ def test_misclassified_shows_only_the_mistakes(close_figures):
 
 
 def test_confusion_plot_shows_the_counts(close_figures):
-    m = plots.confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
+    m = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
     fig = plots.confusion(m)
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["1", "1", "1"] and fig.axes[0].get_title() == "2 of 3 correct"
+
+
+@pytest.mark.parametrize("name", ["baseline", "final"])
+def test_architecture_figure_has_one_block_per_convolution_and_the_head(name, close_figures):
+    from utils.summary import layer_table
+
+    model = build_model(name)
+    fig = plots.architecture(model)
+    ax = fig.axes[0]
+    convs = [r for r in layer_table(model) if r.kind == "Conv2d" and r.name.startswith("features.")]
+    assert len(ax.patches) == len(convs) + 1
+    texts = " ".join(t.get_text() for t in ax.texts)
+    # each block's output, as worked by hand in tests/test_models.py::test_layer_table_of_the_final_model
+    assert re.findall(r"RF (\d+)", texts) == ["4", "8", "12", "16", "20", "28"]
+    assert "10x13x13" in texts and "16x5x5" in texts  # shapes come from a forward pass
+    assert f"{count_parameters(model):,} parameters" in ax.get_title()

@@ -26,3 +26,16 @@ def test_seeds_table_lists_every_seed():
     for run in summary["runs"]:
         assert f"| {run['seed']} | {run['final_test_accuracy']:.2f}% |" in block
     assert summary["at_or_above_goal"] == sum(r["final_test_accuracy"] >= 99.40 for r in summary["runs"])
+
+
+def test_figures_are_drawn_from_the_code_and_the_stored_results():
+    assert set(report.figures()) == {"architecture.png", "seeds_curves.png"}
+    assert report.stale_figures() == [], "a figure in results/figures/ is stale: run `python -m utils.report`"
+
+
+def test_a_changed_figure_is_reported_stale(tmp_path):
+    report.write_figures(tmp_path)
+    assert report.stale_figures(tmp_path) == []
+    (tmp_path / "architecture.png").write_bytes((tmp_path / "seeds_curves.png").read_bytes())
+    (tmp_path / "seeds_curves.png").unlink()
+    assert report.stale_figures(tmp_path) == ["architecture.png", "seeds_curves.png"]

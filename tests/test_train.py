@@ -189,3 +189,19 @@ def test_earlier_steps_use_a_constant_lr():
     for name in ("baseline", "batchnorm", "dropout", "gap"):
         cfg = T.recipe(name, epochs=2)
         assert T.lr_curve(cfg, 10) == [cfg.lr] * 20, name
+
+
+def test_resume_refuses_a_run_of_another_network(reference, tmp_path, monkeypatch):
+    """A checkpoint remembers its network's fingerprint: after utils/models.py changes, resuming fails
+    with one clear error instead of mixing two networks in one run."""
+    import shutil
+
+    from utils.models import FinalNet
+
+    ref_dir, ref = reference
+    assert ref["architecture"] == T.architecture_id(build_model("final"))
+    copy = tmp_path / "copy"
+    shutil.copytree(ref_dir, copy)
+    monkeypatch.setattr(T, "build_model", lambda name: FinalNet(dropout=0.3))
+    with pytest.raises(T.RunError, match="another 'final' network"):
+        T.train(None, resume=copy, progress=False, log=quiet)

@@ -168,10 +168,13 @@ print(f"most common digit: {counts.argmax().item()}, rarest: {counts.argmin().it
         network="""## The network
 
 Every convolution is 3x3 **without padding**, so each one trims a pixel from every side of the map.
-The *receptive field* (RF) is how many input pixels one output position can see: each 3x3
-convolution widens it, and after the max-pool every step counts double (the *jump*). A cheap 1x1
-convolution squeezes the channels before the next block. The **dense head** flattens the last map
-into one `Linear` layer. The table below is computed from the model itself.""",
+Only the first one works at full resolution; its output is max-pooled at once, from 26x26 to
+13x13, *before* the ReLU (taking the maximum first gives the same result and leaves the
+activation a quarter of the values to process), and the other four work on small maps, where
+parameters are cheap to run. The *receptive field* (RF) is how many input pixels one output
+position can see: each 3x3 convolution widens it, and after the max-pool every step counts double
+(the *jump*). The **dense head** flattens the last map into one `Linear` layer. The table below
+is computed from the model itself.""",
         analysis="""* The plain network learns MNIST, and the curves show its limits: without normalisation the
   loss falls slowly at a safe learning rate, and train accuracy runs ahead of test accuracy.
 * The parameter split printed above shows how much of the budget the dense head takes: it looks at
@@ -189,8 +192,9 @@ BatchNorm standardises each channel over the mini-batch, then rescales and shift
 learned numbers per channel. Each layer then receives inputs of a stable scale whatever the layers
 before it do, so one learning rate suits them all and training moves faster. In evaluation mode it
 uses running averages gathered during training, so one image gets the same answer alone or in a
-batch. Its learned shift replaces the convolution bias, so the count grows only a little (computed
-after the tables).""",
+batch. It sits just before each ReLU (in the first block, after the max-pool, where it has a quarter
+of the values to normalise). Its learned shift replaces the convolution bias, so the count grows
+only a little (computed after the tables).""",
         model_extra=['''baseline_model = build_model("baseline")
 bn = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
 biases = count_parameters(baseline_model) + bn - count_parameters(model)
@@ -324,7 +328,8 @@ print(f"epochs in which train accuracy (augmented images, dropout on) was below 
             md("## Where it still fails\n\nThe checkpoint is loaded back into a fresh model and evaluated on "
                "the test images again; the mistakes, and the confusion matrix (rows: true digit, columns: "
                "predicted):"),
-            code('''from utils.train import evaluate, load_checkpoint, load_device_data
+            code('''from utils.evaluate import confusion_matrix
+from utils.train import evaluate, load_checkpoint, load_device_data
 trained = build_model(MODEL).to(dev).to(memory_format=torch.channels_last)
 trained.load_state_dict(load_checkpoint(run_dir)["model_state"])
 dd = load_device_data(cfg, dev)
@@ -332,7 +337,7 @@ test = evaluate(trained, dd.test_x, dd.test_y, cfg.eval_batch_size)
 print(f"reloaded checkpoint: test accuracy {test['accuracy']:.2f}% "
       f"(the training log's last epoch: {metrics['final_test_accuracy']:.2f}%)")
 plots.misclassified(mnist.test_images, mnist.test_labels, test["predictions"]);'''),
-            code('''matrix = plots.confusion_matrix(test["predictions"], mnist.test_labels)
+            code('''matrix = confusion_matrix(test["predictions"], mnist.test_labels)
 off = matrix - torch.diag(matrix.diag())
 true, pred = divmod(int(off.argmax()), 10)
 print(f"most frequent mistake: {true} read as {pred} ({int(off.max())} times)")

@@ -15,9 +15,14 @@ from .train import Config, RunError, _Parser, evaluate, load_checkpoint, load_de
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """(true class, predicted class) counts as a (num_classes, num_classes) int64 tensor."""
-    index = target.long().cpu() * num_classes + pred.long().cpu()
-    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
+    """Counts of (true class, predicted class) as a (num_classes, num_classes) int64 tensor:
+    row = true digit, column = predicted digit; the diagonal holds the correct answers."""
+    pred, target = pred.detach().long().cpu().flatten(), target.detach().long().cpu().flatten()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in length: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if len(pred) and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= num_classes):
+        raise ValueError(f"class labels must lie in [0, {num_classes})")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def format_confusion(matrix: torch.Tensor) -> str:

@@ -1,15 +1,20 @@
 """The five teaching steps, each a small visible change from the one before.
 
-All five share one convolutional trunk, built by :func:`trunk`: 3x3 convolutions without
-padding (28 -> 26 -> 24, widening to 20 channels), one 2x2 max-pool (-> 12), a cheap 1x1
-convolution that squeezes the channels to 8, then three more 3x3 convolutions (-> 10 -> 8 -> 6).
+All five share one convolutional trunk, built by :func:`trunk`: a 3x3 convolution to 10 channels
+at full resolution (28 -> 26) pooled at once to 13x13, then four 3x3 convolutions without padding
+(-> 11 -> 9 -> 7 -> 5), widening 12 -> 16 -> 16 -> 16.
 
     step        change                                               head
-    baseline    plain 3x3 convolutions + ReLU                        Flatten -> Linear(576, 10)
-    batchnorm   + BatchNorm after every convolution                  Flatten -> Linear(576, 10)
-    dropout     + Dropout in the middle and at the end of the trunk  Flatten -> Linear(576, 10)
+    baseline    plain 3x3 convolutions + ReLU                        Flatten -> Linear(400, 10)
+    batchnorm   + BatchNorm after every convolution                  Flatten -> Linear(400, 10)
+    dropout     + Dropout in the middle and at the end of the trunk  Flatten -> Linear(400, 10)
     gap         global average pooling + 1x1 conv (no Linear)        GAP -> Conv1x1
     final       the gap network, trained with augmentation and a one-cycle LR schedule
+
+Why this trunk (results/tuning.md has the measurements, on a validation split): on a 2-core CPU the
+cost of a step is set by the full-resolution layers, so only one convolution runs at 26x26 and
+its output is max-pooled *before* BatchNorm and ReLU, which then touch a quarter of the values.
+The parameters sit at 13x13 and below, where each one costs few multiply-adds.
 """
 from __future__ import annotations
 
@@ -19,41 +24,47 @@ from torch import nn
 INPUT_SHAPE = (1, 28, 28)
 
 
-def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3) -> list[nn.Module]:
-    """Convolution without padding (a 3x3 one trims a pixel from each side) -> [BatchNorm] -> ReLU."""
-    if not batchnorm:
-        return [nn.Conv2d(cin, cout, kernel), nn.ReLU()]
+def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
+    """Convolution without padding (a 3x3 one trims a pixel from each side) -> [2x2 max-pool] -> [BatchNorm] -> ReLU.
+
+    With ``pool`` the max-pool comes straight after the convolution: BatchNorm and ReLU then work
+    on a quarter of the values, which makes the full-resolution layer about 4x cheaper.
+    """
     # BatchNorm has its own shift, so the convolution's bias would be redundant.
-    return [nn.Conv2d(cin, cout, kernel, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, bias=not batchnorm)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    return layers
 
 
 def trunk(*, batchnorm: bool, dropout: float) -> nn.Sequential:
-    """28x28x1 -> 6x6x16. A last-layer position sees 18x18 pixels; averaging the 6x6 map covers all 28."""
+    """28x28x1 -> 5x5x16. A last-layer position sees 20x20 pixels; averaging the 5x5 map covers all 28."""
 
     def drop():
         return [nn.Dropout(dropout)] if dropout else []
 
     return nn.Sequential(
-        *conv_block(1, 8, batchnorm=batchnorm),  # 26x26: edges and strokes
-        *conv_block(8, 20, batchnorm=batchnorm),  # 24x24: the widest layer, where the detail is
-        nn.MaxPool2d(2),  # 12x12
-        *conv_block(20, 8, batchnorm=batchnorm, kernel=1),  # 12x12, 1x1: mix channels, squeeze them cheaply
-        *conv_block(8, 16, batchnorm=batchnorm),  # 10x10
+        *conv_block(1, 10, batchnorm=batchnorm, pool=True),  # 26x26 -> 13x13: edges and strokes
+        *conv_block(10, 12, batchnorm=batchnorm),  # 11x11
+        *conv_block(12, 16, batchnorm=batchnorm),  # 9x9: parts of digits
         *drop(),
-        *conv_block(16, 16, batchnorm=batchnorm),  # 8x8
-        *conv_block(16, 16, batchnorm=batchnorm),  # 6x6
+        *conv_block(16, 16, batchnorm=batchnorm),  # 7x7
+        *conv_block(16, 16, batchnorm=batchnorm),  # 5x5: whole digits
         *drop(),
     )
 
 
-def dense_head() -> nn.Sequential:
-    """Flatten the 6x6x16 map and classify with one Linear layer: 5,770 parameters."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+def dense_head(channels: int = 16, size: int = 5) -> nn.Sequential:
+    """Flatten the 5x5x16 map and classify with one Linear layer: 4,010 parameters."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, 10))
 
 
-def gap_head() -> nn.Sequential:
+def gap_head(channels: int = 16) -> nn.Sequential:
     """Average each of the 16 maps to one number, then a 1x1 convolution to 10 classes: 170 parameters."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 10, 1), nn.Flatten())
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())
 
 
 def check_input(x: torch.Tensor) -> None:
@@ -106,7 +117,7 @@ class DropoutNet(MnistNet):
 
 
 class GapNet(MnistNet):
-    """Step 4: the dense head (5,770 parameters) becomes GAP + 1x1 conv (170 parameters)."""
+    """Step 4: the dense head (4,010 parameters) becomes GAP + 1x1 conv (170 parameters)."""
 
     def __init__(self, dropout: float = 0.1):
         super().__init__(trunk(batchnorm=True, dropout=dropout), gap_head())

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from . import augment  # noqa: E402
+from .summary import layer_table  # noqa: E402
 from .train import GOAL  # noqa: E402
 
 DPI = 80  # small figures keep each executed notebook well under 1 MB
@@ -33,17 +34,6 @@ def _figure(*args, **kwargs):
 def _image(img: torch.Tensor):
     """(28, 28) or (1, 28, 28), any dtype or device -> a (28, 28) float32 numpy array, for imshow."""
     return img.detach().squeeze().float().cpu().numpy()
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """Counts of (true class, predicted class) as a (num_classes, num_classes) int64 tensor:
-    row = true digit, column = predicted digit; the diagonal holds the correct answers."""
-    pred, target = pred.detach().long().cpu().flatten(), target.detach().long().cpu().flatten()
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target differ in length: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    if len(pred) and (min(pred.min(), target.min()) < 0 or max(pred.max(), target.max()) >= num_classes):
-        raise ValueError(f"class labels must lie in [0, {num_classes})")
-    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
@@ -184,8 +174,57 @@ def confusion(matrix: torch.Tensor, title: str = ""):
     return fig
 
 
-def save(fig, path) -> None:
+SHORT_NAMES = {"Conv2d": "conv", "MaxPool2d": "max-pool", "BatchNorm2d": "BN", "ReLU": "ReLU", "Dropout": "dropout",
+               "AdaptiveAvgPool2d": "GAP", "Linear": "linear", "Flatten": "flatten"}
+
+
+def architecture(model: torch.nn.Module, title: str = ""):
+    """The network as a row of blocks: one per convolution of ``model.features`` (with the layers that
+    follow it), then ``model.head``. Drawn from ``utils.summary.layer_table``: a block's height is its
+    output's spatial size; its labels give the layers, output shape, parameters and receptive field."""
+    modules = dict(model.named_modules())
+    groups: list[list] = []
+    for row in layer_table(model):
+        in_head = row.name.startswith("head.")
+        if not groups or (row.kind == "Conv2d" and not in_head) or (in_head and not groups[-1][0].name.startswith("head.")):
+            groups.append([row])
+        else:
+            groups[-1].append(row)
+
+    def label(row) -> str:
+        name = SHORT_NAMES.get(row.kind, row.kind)
+        if row.kind == "Conv2d":
+            k = modules[row.name].kernel_size
+            name = f"{k[0]}x{k[1]} {name}"
+        return name
+
+    fig, ax = _figure(figsize=(1.3 * (len(groups) + 1), 3.0))
+    ax.text(0, 0, "input\n1x28x28", ha="center", va="center", fontsize=7)
+    x = 0.0
+    for group in groups:
+        x += 1.3
+        last = group[-1]
+        side = last.output_shape[-1] if len(last.output_shape) == 3 else 1
+        height = 0.2 + 2.0 * side / 28
+        head = group[0].name.startswith("head.")
+        ax.add_patch(plt.Rectangle((x - 0.45, -height / 2), 0.9, height, facecolor="#fdd0a2" if head else "#c6dbef",
+                                   edgecolor="#333333", lw=0.8))
+        ax.annotate("", xy=(x - 0.47, 0), xytext=(x - 0.83, 0), arrowprops=dict(arrowstyle="->", lw=0.8))
+        ax.text(x, height / 2 + 0.06, "\n".join(label(r) for r in group), ha="center", va="bottom", fontsize=6.5)
+        shape = "x".join(str(d) for d in last.output_shape)
+        ax.text(x, -height / 2 - 0.06, f"{shape}\n{sum(r.params for r in group):,} params\nRF {last.receptive_field}",
+                ha="center", va="top", fontsize=6.5)
+    ax.set_xlim(-0.6, x + 0.6)
+    ax.set_ylim(-2.0, 2.1)
+    ax.axis("off")
+    total = sum(p.numel() for p in model.parameters())
+    ax.set_title(title or f"{total:,} parameters. Block height: output size; RF: receptive field in input pixels",
+                 fontsize=8)
+    return fig
+
+
+def save(fig, path, dpi: int = DPI) -> None:
     """Save a figure atomically (temporary file, then rename), in the format of the file's suffix."""
     from .fsutil import atomic_write
 
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=DPI))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=dpi))

@@ -1,11 +1,12 @@
-"""Regenerate the README's result tables from stored results, so no number in it is typed.
+"""Regenerate the README's result tables and figures from stored results, so no number in it is typed.
 
-    python -m utils.report          # rewrite the generated blocks of README.md in place
-    python -m utils.report --check  # exit 1 if README.md is out of date (used by the tests)
+    python -m utils.report          # rewrite the generated blocks of README.md and results/figures/
+    python -m utils.report --check  # exit 1 if README.md or a figure is out of date
 
 Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``:
 ``steps`` from the executed notebooks, ``seeds`` from results/seeds.json, ``speed`` from
-bench/results/*.json.
+bench/results/*.json, ``architecture`` from the model itself. The figures: the final architecture
+(from the model) and the training curves of the five seeds (from results/seeds.json).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .fsutil import atomic_write
 from .train import REPO_ROOT, _Parser
 
 README = REPO_ROOT / "README.md"
+FIGURES = REPO_ROOT / "results" / "figures"
+FIGURE_DPI = 110
 NOTEBOOKS = REPO_ROOT / "notebooks"
 STEPS = [
     ("01_baseline", "baseline", "plain convolutions, dense head"),
@@ -60,13 +63,16 @@ def steps_block() -> str:
     return "\n".join(rows)
 
 
+SEEDS = REPO_ROOT / "results" / "seeds.json"
+
+
 def seeds_block() -> str:
-    path = REPO_ROOT / "results" / "seeds.json"
-    if not path.exists():
+    if not SEEDS.exists():
         return "_Not measured yet: run `make seeds`._"
     from .seeds import markdown_table
 
-    return markdown_table(json.loads(path.read_text()))
+    return (markdown_table(json.loads(SEEDS.read_text())) + "\n\n"
+            "![Loss and accuracy per epoch of the five seeds](results/figures/seeds_curves.png)")
 
 
 def speed_block() -> str:
@@ -82,9 +88,56 @@ def architecture_block() -> str:
     from .models import build_model
     from .summary import describe
 
-    return ("Computed from the code by `utils.summary.describe(build_model(\"final\"))` "
+    return ("![The final network](results/figures/architecture.png)\n\n"
+            "Computed from the code by `utils.summary.describe(build_model(\"final\"))` "
             "(RF: receptive field in input pixels; jump: input pixels between neighbouring outputs):\n\n"
             "```text\n" + describe(build_model("final")) + "\n```")
+
+
+def figures() -> dict:
+    """File name in results/figures/ -> a function drawing that figure from the code and stored results."""
+    from . import plots
+    from .models import build_model
+
+    def seeds_curves():
+        runs = json.loads(SEEDS.read_text())["runs"]
+        first, rest = runs[0], runs[1:]
+        return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
+                                     title=f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)")
+
+    out = {"architecture.png": lambda: plots.architecture(build_model("final"))}
+    if SEEDS.exists():
+        out["seeds_curves.png"] = seeds_curves
+    return out
+
+
+def stale_figures(folder: Path = FIGURES) -> list[str]:
+    """Names of the figures whose stored PNG differs (pixel for pixel) from a fresh drawing, or is missing."""
+    import tempfile
+
+    import matplotlib.image
+    import numpy as np
+
+    stale = []
+    with tempfile.TemporaryDirectory() as tmp:
+        write_figures(Path(tmp))
+        for name in figures():
+            stored = folder / name
+            if not stored.exists() or not np.array_equal(matplotlib.image.imread(stored),
+                                                         matplotlib.image.imread(Path(tmp) / name)):
+                stale.append(name)
+    return stale
+
+
+def write_figures(folder: Path = FIGURES) -> None:
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    for name, draw in figures().items():
+        fig = draw()
+        plots.save(fig, folder / name, dpi=FIGURE_DPI)
+        plt.close(fig)
 
 
 BLOCKS = {"steps": steps_block, "seeds": seeds_block, "speed": speed_block, "architecture": architecture_block}
@@ -105,13 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     old = README.read_text()
     new = render(old)
     if args.check:
-        if new != old:
-            print("README.md is out of date: run `python -m utils.report`", file=sys.stderr)
+        stale = (["README.md"] if new != old else []) + [f"results/figures/{n}" for n in stale_figures()]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run `python -m utils.report`", file=sys.stderr)
             return 1
-        print("README.md is up to date")
+        print("README.md and its figures are up to date")
         return 0
     atomic_write(README, lambda tmp: tmp.write_text(new))
-    print("README.md regenerated" if new != old else "README.md already up to date")
+    write_figures()
+    print(("README.md regenerated" if new != old else "README.md already up to date")
+          + f"; figures written to {FIGURES.relative_to(REPO_ROOT)}/")
     return 0
 
 

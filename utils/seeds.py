@@ -7,6 +7,7 @@ reused). The summary goes to results/seeds.json, which the README table is gener
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -16,14 +17,16 @@ from .train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, 
 
 
 def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
-    if (out / "checkpoint.pt").exists():
-        state = load_checkpoint(out)
-        if len(state["history"]) == state["config"]["epochs"]:
-            import json
+    """Train one seed into ``out``; continue it if it is there (train() refuses another architecture)."""
+    cfg = recipe("final", seed=seed, device=device)
+    if not (out / "checkpoint.pt").exists():
+        return train(cfg, out, progress=progress)
+    if load_checkpoint(out)["config"] != dataclasses.asdict(cfg):
+        raise RunError(f"{out} holds a run with other settings than the default recipe; remove it or pass --runs-dir")
+    return train(None, resume=out, progress=progress)
 
-            return json.loads((out / "metrics.json").read_text())
-        return train(None, resume=out, progress=progress)
-    return train(recipe("final", seed=seed, device=device), out, progress=progress)
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -32,7 +35,8 @@ def summarize(runs: list[dict]) -> dict:
         "recipe": "final (default)",
         "goal": GOAL,
         "runs": [
-            {k: r[k] for k in ("seed", "final_test_accuracy", "params", "epochs", "wall_seconds", "device")}
+            {**{k: r[k] for k in ("seed", "final_test_accuracy", "params", "epochs", "wall_seconds", "device")},
+             "history": [{k: h[k] for k in HISTORY_KEYS} for h in r["history"]]}
             for r in runs
         ],
         "mean": statistics.mean(accs),

@@ -33,8 +33,9 @@ def _window(module: nn.Module, in_size: int) -> tuple[int, int, int]:
         kernel, stride = first(module.kernel_size), first(module.stride)
         dilation = first(getattr(module, "dilation", 1))
         return kernel, stride, dilation
-    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        # A global pool to 1x1 is a window over the whole input map.
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)):
+        # A global pool to 1x1 is a window over the whole input map; so is flattening a map for a
+        # Linear layer, each of whose outputs then sees every position.
         return in_size, in_size, 1
     return 1, 1, 1
 

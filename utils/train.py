@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import platform
 import sys
@@ -123,12 +124,9 @@ BACKGROUND = (0.0 - data.MEAN) / data.STD  # value of a black pixel after normal
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module, steps_per_epoch: int):
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adamw")
+    if cfg.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     if cfg.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
@@ -234,6 +232,11 @@ def default_run_dir(cfg: Config) -> Path:
     return REPO_ROOT / "runs" / f"{cfg.model}-seed{cfg.seed}-{stamp}"
 
 
+def architecture_id(model: torch.nn.Module) -> str:
+    """A short fingerprint of the layers (``repr(model)``): a run is resumed or reused only by the same network."""
+    return hashlib.sha1(repr(model).encode()).hexdigest()[:12]
+
+
 class RunError(ValueError):
     """A run cannot start as asked; the message says what to do instead."""
 
@@ -290,6 +293,9 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     history: list[dict] = []
     wall_before = 0.0
     if state is not None:
+        if state.get("architecture", architecture_id(model)) != architecture_id(model):
+            raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
+                           "defines now; start a new run instead")
         model.load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer_state"])
         sched.load_state_dict(state["scheduler_state"])
@@ -327,7 +333,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             wall = wall_before + time.perf_counter() - start
-            metrics = make_metrics(cfg, params, history, wall, device, out)
+            metrics = make_metrics(cfg, params, history, wall, device, out, architecture_id(model))
             save_run(out, model, opt, sched, cfg, history, metrics)
             line = (f"epoch {epoch:2d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2f}%  "
                     f"test loss {test['loss']:.4f} acc {test['accuracy']:6.2f}%  lr {lr:.4f}  {row['seconds']:.1f}s")
@@ -340,10 +346,12 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     return metrics
 
 
-def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, device: torch.device, out: Path) -> dict:
+def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, device: torch.device, out: Path,
+                 architecture: str) -> dict:
     last = history[-1]
     return {
         "model": cfg.model,
+        "architecture": architecture,
         "params": params,
         "epochs": len(history),
         "epochs_planned": cfg.epochs,
@@ -369,6 +377,7 @@ def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], met
     """Checkpoint first, then metrics, each atomically: a kill leaves the previous epoch's pair."""
     ckpt = {
         "model": cfg.model,
+        "architecture": metrics["architecture"],
         "config": dataclasses.asdict(cfg),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer_state": opt.state_dict(),

@@ -1,0 +1,139 @@
+"""Model selection on a validation split: train a candidate trunk on 50,000 training images and
+score it on the other 10,000 (``--holdout 10000``). The test set plays no part here: this script
+prints validation numbers only, and results/tuning.md was written from its output.
+
+    python tools/tune.py "q10 12 16 d 16 16 d" --seed 1            # one candidate, one seed
+    python tools/tune.py "q10 12 16 d 16 16 d" --seed 1 --batch-size 64
+    python tools/tune.py --time "q10 12 16 d 16 16 d" "q8 12 16 d 16 16 d"   # training-step cost only
+
+A candidate trunk is a string of tokens, read left to right from the 1x28x28 input:
+
+    N     3x3 convolution (no padding) to N channels -> BatchNorm -> ReLU
+    qN    3x3 convolution to N channels -> 2x2 max-pool -> BatchNorm -> ReLU (pool first: 4x less work)
+    1xN   1x1 convolution to N channels -> BatchNorm -> ReLU
+    p     2x2 max-pool
+    d     Dropout (rate --dropout)
+
+followed by the GAP head of utils.models (global average pooling, 1x1 convolution to 10 classes).
+``"q10 12 16 d 16 16 d"`` builds exactly ``utils.models.build_model("final")`` (a test checks it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from utils import models  # noqa: E402
+from utils import train as T  # noqa: E402
+
+
+def build(spec: str, dropout: float = 0.05) -> models.MnistNet:
+    """The candidate network for ``spec`` (see the module docstring), with the final model's GAP head."""
+    layers: list[nn.Module] = []
+    channels = 1
+    for token in spec.split():
+        if token == "p":
+            layers.append(nn.MaxPool2d(2))
+        elif token == "d":
+            layers.append(nn.Dropout(dropout))
+        elif token.startswith("1x"):
+            out = int(token[2:])
+            layers += models.conv_block(channels, out, batchnorm=True, kernel=1)
+            channels = out
+        elif token.startswith("q"):
+            out = int(token[1:])
+            layers += models.conv_block(channels, out, batchnorm=True, pool=True)
+            channels = out
+        elif token.isdigit():
+            out = int(token)
+            layers += models.conv_block(channels, out, batchnorm=True)
+            channels = out
+        else:
+            raise ValueError(f"unknown token {token!r} in {spec!r}; see `python tools/tune.py --help`")
+    return models.MnistNet(nn.Sequential(*layers), models.gap_head(channels))
+
+
+def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 10) -> dict[str, float]:
+    """Milliseconds per training step (forward, backward, SGD update; no augmentation) of each candidate,
+    channels_last as utils.train runs it. Candidates take turns for ``rounds`` rounds and the fastest
+    round counts, so that a burst of load from elsewhere on a shared machine hits them all alike."""
+    import time
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,))
+    setups = {}
+    for spec in specs:
+        model = build(spec).to(memory_format=torch.channels_last)
+        setups[spec] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True))
+    best = {spec: float("inf") for spec in specs}
+    for _ in range(rounds):
+        for spec, (model, opt) in setups.items():
+            for i in range(steps + 3):  # three untimed warm-up steps
+                if i == 3:
+                    start = time.perf_counter()
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            best[spec] = min(best[spec], (time.perf_counter() - start) / steps * 1000)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("spec", nargs="+", help='candidate trunk, e.g. "q10 12 16 d 16 16 d" (several with --time)')
+    parser.add_argument("--time", action="store_true", help="only time a training step of each candidate")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dropout", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=T.Config.lr)
+    parser.add_argument("--batch-size", type=int, default=T.Config.batch_size)
+    parser.add_argument("--weight-decay", type=float, default=T.Config.weight_decay)
+    parser.add_argument("--epochs", type=int, default=T.Config.epochs)
+    parser.add_argument("--holdout", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/tune/<spec>-<settings>)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        for spec in args.spec:
+            build(spec)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.time:
+        for spec, ms in time_steps(args.spec, args.batch_size).items():
+            params = sum(p.numel() for p in build(spec).parameters())
+            print(f"{spec:<28} {params:>6,} parameters  {ms:6.1f} ms per step of {args.batch_size} "
+                  f"({torch.get_num_threads()} threads) -> {ms * 60_000 / args.batch_size / 1000:5.1f} s per 60k images")
+        return 0
+    if len(args.spec) != 1:
+        parser.error("train one candidate at a time (several only with --time)")
+    args.spec = args.spec[0]
+    models.MODELS["candidate"] = lambda: build(args.spec, args.dropout)
+    cfg = T.Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout)
+    name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
+            f"-bs{args.batch_size}-wd{args.weight_decay:g}")
+    out = Path(args.out) if args.out else ROOT / "runs" / "tune" / name
+    metrics = T.train(cfg, out, progress=False, overwrite=True, log=lambda *_: None)
+    last = metrics["history"][-1]
+    row = {"spec": args.spec, "seed": args.seed, "dropout": args.dropout, "lr": args.lr,
+           "batch_size": args.batch_size, "weight_decay": args.weight_decay, "params": metrics["params"],
+           "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"], "epochs": metrics["epochs"]}
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
