@@ -59,7 +59,8 @@ def steps_block() -> str:
                     f"{r['final_test_accuracy']:.2f}% | {r['epochs']} |")
     rows.append("")
     rows.append("Numbers are the stored outputs of each notebook's Result cell (final epoch, seed 1, this "
-                "repository's 2-core CPU); `python -m utils.report` regenerates this table.")
+                "repository's 2-core CPU). `make notebooks` re-runs the five notebooks and regenerates this table; "
+                "`python -m utils.report` regenerates it from the stored notebooks.")
     return "\n".join(rows)
 
 
