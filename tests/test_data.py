@@ -129,3 +129,14 @@ def test_atomic_write_helpers(tmp_path, umask_022):
     assert (tmp_path / "sub" / "b.bin").read_bytes() == b"\x00\x01"
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "b.bin", "sub"]
+
+
+def test_normalize_standardises_in_one_copy(mnist):
+    images = mnist.test_images[:100]
+    before = images.clone()
+    x = data.normalize(images)
+    assert x.shape == (100, 1, 28, 28) and x.dtype == torch.float32
+    assert torch.equal(x, ((before.float() / 255.0 - data.MEAN) / data.STD).unsqueeze(1)), "bit for bit as out of place"
+    assert torch.equal(images, before), "the uint8 source is left alone"
+    train = data.normalize(mnist.train_images)
+    assert abs(train.mean().item()) < 1e-3 and abs(train.std().item() - 1) < 1e-3  # MNIST's own mean and std

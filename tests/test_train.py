@@ -72,6 +72,7 @@ def test_metrics_json_contents(reference):
     assert on_disk["final_test_accuracy"] == on_disk["history"][-1]["test_accuracy"]
     assert 10 < on_disk["final_test_accuracy"] <= 100, "a percentage, and better than chance after 3 epochs"
     assert on_disk["wall_seconds"] > 0
+    assert on_disk["peak_memory_mb"] > 100, "this process's peak resident memory, torch and MNIST included"
     assert on_disk["versions"]["torch"] == torch.__version__
     assert on_disk["config"] == dataclasses.asdict(tiny_config())
 

@@ -225,8 +225,11 @@ def load_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> MNIST:
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's mean and std."""
-    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), standardised with MNIST's mean and std.
+
+    In place on one float copy: the 60k training images take 188 MB as float32, and each
+    out-of-place step would hold another copy at the peak."""
+    return images.float().div_(255.0).sub_(MEAN).div_(STD).unsqueeze(1)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,27 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory, in MB.
+
+    On Linux, ``VmHWM`` from /proc/self/status: the high-water mark of this program alone.
+    (``ru_maxrss`` would also count the process that launched it, when that one used vfork.)
+    Elsewhere ``ru_maxrss``; None where neither exists."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
 def default_run_dir(cfg: Config) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return REPO_ROOT / "runs" / f"{cfg.model}-seed{cfg.seed}-{stamp}"
@@ -364,6 +385,7 @@ def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, dev
         "goal_met": last["test_accuracy"] >= GOAL,
         "history": history,
         "wall_seconds": wall,
+        "peak_memory_mb": peak_memory_mb(),
         "device": device_name(device),
         "seed": cfg.seed,
         "versions": versions(),
