@@ -65,10 +65,18 @@ def test_output_shows_both_throughputs_and_the_ratio(tiny_bench):
 
 def test_levers_are_measured(tiny_bench):
     _, res, _ = tiny_bench
-    levers = {row["lever"] for row in res["levers"]}
-    assert {"batch", "channels_last", "step_sync", "eval"} <= levers
-    assert all(row["images_per_second"] > 0 for row in res["levers"])
-    assert any(row.get("eval_batch_size") == 10_000 for row in res["levers"])
+    rows = res["levers"]
+    assert {"recipe", "batch", "channels_last", "step_sync", "eval"} == {row["lever"] for row in rows}
+    assert all(row["images_per_second"] > 0 for row in rows)
+    recipe = rows[0]
+    assert recipe["lever"] == "recipe" and recipe["ratio_to_recipe"] == 1.0
+    for row in rows:
+        if row["lever"] != "eval":  # a ratio to the recipe row of the same rounds
+            assert math.isclose(row["ratio_to_recipe"], row["images_per_second"] / recipe["images_per_second"])
+    assert [row["batch_size"] for row in rows if row["lever"] == "batch"] == [64, 256, 512]
+    evals = [row for row in rows if row["lever"] == "eval"]
+    assert evals[0]["setting"].endswith("(ours)") and evals[0]["ratio_to_recipe"] == 1.0
+    assert any(row["eval_batch_size"] == 10_000 for row in evals)
 
 
 def test_full_run_plumbing(tiny_bench):

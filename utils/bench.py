@@ -223,88 +223,111 @@ def measure_eval(model, dd: DeviceData, device: torch.device, *, batch_size: int
 
 def measure_levers(dd: DeviceData, cfg, device: torch.device, which, *, warmup: int, repeats: int,
                    log=print) -> list[dict]:
-    """Our trainer's throughput with one thing changed at a time; each row a couple of seconds."""
-    rows: list[dict] = []
+    """Our trainer's throughput with one thing changed at a time, as a ratio to the recipe.
 
-    def ours(label, lever, setting, c=cfg, d=dd, **kw):
-        runs = [measure_ours(d, c, device, warmup=warmup, epoch=r + 1, **kw) for r in range(repeats)]
-        ips = median([r["images_per_second"] for r in runs])
-        row = {"lever": lever, "setting": label, "images_per_second": ips,
-               "runs": [r["images_per_second"] for r in runs], "epoch_seconds_60k": TRAIN_IMAGES / ips,
-               "warmup_seconds": [r["warmup_seconds"] for r in runs], **setting}
-        rows.append(row)
-        log(f"  {lever:<14} {label:<44} {ips:9,.0f} img/s   60k epoch {TRAIN_IMAGES / ips:6.1f} s")
-        return row
-
-    base = None
+    The settings take turns, round after round (``repeats`` rounds), and each reports the median
+    of its rounds: on a shared machine a burst of load then hits every setting alike, and the
+    ratio to the recipe measured in the same rounds is what to read, not the absolute figure."""
+    settings = [dict(lever="recipe", label=f"batch {cfg.batch_size}, peak lr {cfg.lr:g}, channels_last (recipe)",
+                     fields={}, cfg=cfg, dd=dd, kwargs={})]
     if "batch" in which:
-        for bs in sorted({cfg.batch_size, 64, 128, 256, 512}):
+        for bs in sorted({64, 128, 256, 512} - {cfg.batch_size}):
             lr = cfg.lr * bs / cfg.batch_size  # linear scaling keeps the one-cycle schedule's shape
-            c = dataclasses.replace(cfg, batch_size=bs, lr=lr)
-            label = f"batch {bs}, peak lr {lr:g}" + (" (recipe)" if bs == cfg.batch_size else "")
-            row = ours(label, "batch", {"batch_size": bs, "lr": lr}, c=c)
-            if bs == cfg.batch_size:
-                base = row
-    if base is None and ({"channels_last", "threads", "step_sync", "compile"} & set(which)):
-        base = ours(f"recipe (batch {cfg.batch_size}, channels_last)", "baseline", {})
+            settings.append(dict(lever="batch", label=f"batch {bs}, peak lr {lr:g}", fields={"batch_size": bs, "lr": lr},
+                                 cfg=dataclasses.replace(cfg, batch_size=bs, lr=lr), dd=dd, kwargs={}))
     if "channels_last" in which:
-        d = dataclasses.replace(dd, train_x=dd.train_x.contiguous())
-        ours("channels_last off (model and data NCHW)", "channels_last", {"channels_last": False}, d=d,
-             channels_last=False)
+        settings.append(dict(lever="channels_last", label="channels_last off (model and data NCHW)",
+                             fields={"channels_last": False}, cfg=cfg,
+                             dd=dataclasses.replace(dd, train_x=dd.train_x.contiguous()),
+                             kwargs={"channels_last": False}))
+    before_threads = torch.get_num_threads()
     if "threads" in which:
-        before = torch.get_num_threads()
-        other = 1 if before > 1 else min(2, os.cpu_count() or 1)
-        if other != before:
-            torch.set_num_threads(other)
-            try:
-                ours(f"torch.set_num_threads({other}) (default here {before})", "threads", {"threads": other})
-            finally:
-                torch.set_num_threads(before)
+        other = 1 if before_threads > 1 else min(2, os.cpu_count() or 1)
+        if other != before_threads:
+            settings.append(dict(lever="threads", label=f"torch.set_num_threads({other}) (default here {before_threads})",
+                                 fields={"threads": other}, cfg=cfg, dd=dd, kwargs={}, threads=other))
     if "step_sync" in which:
-        ours("host sync every step (param.item())", "step_sync", {"step_sync": True}, step_sync=True)
+        settings.append(dict(lever="step_sync", label="host sync every step (param.item())", fields={"step_sync": True},
+                             cfg=cfg, dd=dd, kwargs={"step_sync": True}))
     if "compile" in which:
-        # a fresh inductor cache, so that the first compile is a cold one, as on a new machine
-        before_dir = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-        try:
-            with tempfile.TemporaryDirectory(prefix="bench-inductor-") as cache:
-                os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-                row = ours("torch.compile(model)", "compile", {"compile": True}, compile=True)
-        except Exception as exc:  # no C++ compiler, unsupported platform, ...
-            rows.append({"lever": "compile", "setting": "torch.compile(model)",
-                         "error": f"{type(exc).__name__}: {exc}"[:300]})
-            log(f"  compile        failed: {type(exc).__name__}: {str(exc)[:120]}")
+        settings.append(dict(lever="compile", label="torch.compile(model)", fields={"compile": True}, cfg=cfg, dd=dd,
+                             kwargs={"compile": True}))
+
+    runs: list[list[dict]] = [[] for _ in settings]
+    errors: dict[int, str] = {}
+    before_dir = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-inductor-") as cache:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # the first compile is a cold one, as on a new machine
+            for r in range(repeats):
+                for i, st in enumerate(settings):
+                    if i in errors:
+                        continue
+                    torch.set_num_threads(st.get("threads") or before_threads)
+                    try:
+                        runs[i].append(measure_ours(st["dd"], st["cfg"], device, warmup=warmup, epoch=r + 1,
+                                                    **st["kwargs"]))
+                    except Exception as exc:  # torch.compile without a C++ compiler, unsupported platform, ...
+                        if st["lever"] != "compile":
+                            raise
+                        errors[i] = f"{type(exc).__name__}: {exc}"[:300]
+                    finally:
+                        torch.set_num_threads(before_threads)
+    finally:
+        if before_dir is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
         else:
-            # compile seconds: a compiled warm-up minus an eager warm-up of the same steps; the
-            # first one compiles cold, later ones (fresh models, same process) hit the caches
-            eager_warmup = median(base["warmup_seconds"])
-            cold = max(0.0, row["warmup_seconds"][0] - eager_warmup)
-            cached = max(0.0, median(row["warmup_seconds"][1:]) - eager_warmup) if repeats > 1 else None
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = before_dir
+
+    base_ips = median([x["images_per_second"] for x in runs[0]])
+    base_warmup = median([x["warmup_seconds"] for x in runs[0]])
+    rows: list[dict] = []
+    for i, st in enumerate(settings):
+        if i in errors:
+            rows.append({"lever": st["lever"], "setting": st["label"], "error": errors[i]})
+            log(f"  {st['lever']:<14} {st['label']:<48} failed: {errors[i][:100]}")
+            continue
+        ips = median([x["images_per_second"] for x in runs[i]])
+        row = {"lever": st["lever"], "setting": st["label"], "images_per_second": ips,
+               "runs": [x["images_per_second"] for x in runs[i]], "epoch_seconds_60k": TRAIN_IMAGES / ips,
+               "ratio_to_recipe": ips / base_ips, "warmup_seconds": [x["warmup_seconds"] for x in runs[i]],
+               **st["fields"]}
+        log(f"  {st['lever']:<14} {st['label']:<48} {ips:9,.0f} img/s   60k epoch {TRAIN_IMAGES / ips:6.1f} s"
+            f"   x{ips / base_ips:.2f} of the recipe")
+        if st["lever"] == "compile":
+            # compile seconds: a compiled warm-up minus an eager one of the same steps; the first
+            # compiles cold, later ones (fresh models, same process) hit the caches
+            cold = max(0.0, row["warmup_seconds"][0] - base_warmup)
+            cached = max(0.0, median(row["warmup_seconds"][1:]) - base_warmup) if repeats > 1 else None
             full = cfg.epochs * TRAIN_IMAGES
-            saved = full / base["images_per_second"] - full / row["images_per_second"]
+            saved = full / base_ips - full / ips
             row.update(compile_seconds=cold, compile_seconds_cached=cached, full_run_seconds_saved=saved,
                        pays_back=saved > cold)
-            log(f"  {'':<14} compile {cold:.1f} s cold"
-                + ("" if cached is None else f" ({cached:.1f} s cached)")
+            log(f"  {'':<14} compile {cold:.1f} s cold" + ("" if cached is None else f" ({cached:.1f} s cached)")
                 + f"; a {cfg.epochs}-epoch run would save {saved:+.1f} s "
                 f"-> {'pays back' if saved > cold else 'does not pay back'}")
-        finally:
-            if before_dir is None:
-                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-            else:
-                os.environ["TORCHINDUCTOR_CACHE_DIR"] = before_dir
+        rows.append(row)
+
     if "eval" in which:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
-        for mode, bs in (("inference", cfg.eval_batch_size), ("no_grad", cfg.eval_batch_size),
-                         ("grad", cfg.eval_batch_size), ("inference", 10_000), ("inference", 1000),
-                         ("inference", 256), ("inference", 64)):
+        modes = [("inference", cfg.eval_batch_size), ("no_grad", cfg.eval_batch_size), ("grad", cfg.eval_batch_size),
+                 ("inference", 10_000), ("inference", 1000), ("inference", 256), ("inference", 64)]
+        for _, bs in modes:
             evaluate(model, dd.test_x[:bs], dd.test_y[:bs], bs)  # untimed: kernels for this batch shape
-            secs = median([measure_eval(model, dd, device, batch_size=bs, mode=mode) for _ in range(repeats)])
+        seconds: list[list[float]] = [[] for _ in modes]
+        for _ in range(repeats):
+            for i, (mode, bs) in enumerate(modes):
+                seconds[i].append(measure_eval(model, dd, device, batch_size=bs, mode=mode))
+        ours_secs = median(seconds[0])
+        for (mode, bs), secs in zip(modes, map(median, seconds)):
             ctx = {"inference": "torch.inference_mode", "no_grad": "torch.no_grad", "grad": "autograd on"}[mode]
-            label = f"{ctx}, batch {bs}" + (" (ours)" if (mode, bs) == ("inference", cfg.eval_batch_size) else "")
+            label = f"{ctx}, batch {bs}" + (" (ours)" if (mode, bs) == modes[0] else "")
             rows.append({"lever": "eval", "setting": label, "mode": mode, "eval_batch_size": bs,
-                         "eval_seconds_10k": secs, "images_per_second": TEST_IMAGES / secs})
-            log(f"  {'eval':<14} {label:<44} {TEST_IMAGES / secs:9,.0f} img/s   10k test  {secs:6.2f} s")
+                         "eval_seconds_10k": secs, "images_per_second": TEST_IMAGES / secs,
+                         "ratio_to_recipe": ours_secs / secs})
+            log(f"  {'eval':<14} {label:<48} {TEST_IMAGES / secs:9,.0f} img/s   10k test  {secs:6.2f} s"
+                f"   x{ours_secs / secs:.2f} of ours")
     return rows
 
 
@@ -437,11 +460,13 @@ def speed_markdown(results: list[dict]) -> str:
     if with_levers:
         lv = with_levers[-1]
         lines += ["", f"Levers, measured on our trainer ({lv['images']:,} images each, {lv['device']}, "
-                      f"{lv.get('date', '')[:10]}):", "",
-                  "| lever | setting | img/s | one epoch / 10k test (s) |", "|---|---|---:|---:|"]
+                      f"{lv.get('date', '')[:10]}). The settings take turns for {lv['repeats']} rounds and each row "
+                      "is its median; read the last column, the speed relative to ours (the recipe's training, or "
+                      "our evaluation) measured in the same rounds:", "",
+                  "| lever | setting | img/s | one epoch / 10k test (s) | speed vs ours |", "|---|---|---:|---:|---:|"]
         for row in lv["levers"]:
             if "error" in row:
-                lines.append(f"| {row['lever']} | {row['setting']} | failed | – |")
+                lines.append(f"| {row['lever']} | {row['setting']} | failed | – | – |")
                 continue
             secs = row.get("eval_seconds_10k", row.get("epoch_seconds_60k"))
             extra = ""
@@ -449,7 +474,8 @@ def speed_markdown(results: list[dict]) -> str:
                 extra = (f" (compile {row['compile_seconds']:.0f} s cold; a {lv['ours'].get('epochs', 15)}-epoch run "
                          f"saves {row['full_run_seconds_saved']:+.0f} s: "
                          f"{'pays back' if row['pays_back'] else 'does not pay back'})")
-            lines.append(f"| {row['lever']} | {row['setting']}{extra} | {row['images_per_second']:,.0f} | {secs:.2f} |")
+            lines.append(f"| {row['lever']} | {row['setting']}{extra} | {row['images_per_second']:,.0f} | {secs:.2f} "
+                         f"| {row['ratio_to_recipe']:.2f}× |")
     return "\n".join(lines)
 
 
