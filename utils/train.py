@@ -311,10 +311,11 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     dd = load_device_data(cfg, device)
     n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
     opt, sched = make_optimizer(cfg, model, n_steps)
+    arch = architecture_id(model)
     history: list[dict] = []
     wall_before = 0.0
     if state is not None:
-        if state.get("architecture", architecture_id(model)) != architecture_id(model):
+        if state.get("architecture", arch) != arch:
             raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
                            "defines now; start a new run instead")
         model.load_state_dict(state["model_state"])
@@ -354,7 +355,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             wall = wall_before + time.perf_counter() - start
-            metrics = make_metrics(cfg, params, history, wall, device, out, architecture_id(model))
+            metrics = make_metrics(cfg, params, history, wall, device, out, arch)
             save_run(out, model, opt, sched, cfg, history, metrics)
             line = (f"epoch {epoch:2d}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2f}%  "
                     f"test loss {test['loss']:.4f} acc {test['accuracy']:6.2f}%  lr {lr:.4f}  {row['seconds']:.1f}s")
