@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from helpers import load_tool
 
 from utils import augment, course, plots
 from utils.evaluate import confusion_matrix
@@ -45,13 +45,6 @@ STEPS = {  # notebook stem -> model name in utils.models.MODELS
 }
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%")
 TYPED_RESULT = re.compile(r"\d+\.\d+|\d+\s*%|\d{1,3},\d{3}")  # 99.4, 98 %, 7,770: numbers a run could contradict
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def code_cells(nb):
@@ -159,7 +152,7 @@ def test_final_notebook_prints_this_runs_numbers(final_notebook_run):
 
 @pytest.fixture(scope="module")
 def generator():
-    return load_generator()
+    return load_tool("make_notebooks")
 
 
 def test_generator_covers_the_five_models(generator):

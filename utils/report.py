@@ -19,6 +19,7 @@ from .fsutil import atomic_write
 from .train import REPO_ROOT, _Parser
 
 README = REPO_ROOT / "README.md"
+SEEDS = REPO_ROOT / "results" / "seeds.json"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -63,8 +64,6 @@ def steps_block() -> str:
                 "`python -m utils.report` regenerates it from the stored notebooks.")
     return "\n".join(rows)
 
-
-SEEDS = REPO_ROOT / "results" / "seeds.json"
 
 
 def seeds_block() -> str:
