@@ -33,11 +33,29 @@ def test_train_help():
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "gap"
-    r = run_module("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512", "--no-progress",
+    r = run_module("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512",
                    "--device", "cpu", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "final test accuracy" in r.stdout
+    assert "step/s" not in r.stderr, "no progress bar redrawn into a pipe or a log file"
     return out
+
+
+@pytest.mark.parametrize("terminal, flags, shown", [
+    (True, [], True), (True, ["--no-progress"], False), (False, [], False)])
+def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, terminal, flags, shown):
+    import utils.train as T
+    seen = []
+
+    def record_and_stop(cfg, out, resume=None, progress=True):
+        seen.append(progress)
+        raise T.RunError("stopped by the test")
+
+    monkeypatch.setattr(T, "train", record_and_stop)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    with pytest.raises(SystemExit):
+        T.main(["--epochs", "1", *flags])
+    assert seen == [shown]
 
 
 @pytest.mark.parametrize("args, words", [

@@ -457,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=d.data_root)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-seed<seed>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
     return p
 
 
@@ -477,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume is not None and args.model is None:
         cfg = None  # take everything from the checkpoint
     try:
-        metrics = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        # A bar redrawn with \r is noise in a log file or a pipe: show it only on a terminal.
+        progress = not args.no_progress and sys.stderr.isatty()
+        metrics = train(cfg, args.out, resume=args.resume, progress=progress)
     except (RunError, ValueError, data.MNISTDataError) as exc:
         parser.error(str(exc).replace("\n", " "))
     verdict = "meets" if metrics["goal_met"] else "misses"
