@@ -410,6 +410,12 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
     return "–" if value is None else format(value, spec) + suffix
 
 
+def _host(result: dict) -> str:
+    """The device column: kernels and speed differ between CPU models, so each row names its own."""
+    model = result.get("machine", {}).get("cpu_model")
+    return f"{result['device']}, {model}" if model and result.get("device_type") == "cpu" else result["device"]
+
+
 def speed_markdown(results: list[dict]) -> str:
     """The README's speed block: one row per stored result (oldest first), then the newest lever table."""
     results = sorted(results, key=lambda r: (r.get("date", ""), r.get("device", "")))
@@ -420,7 +426,7 @@ def speed_markdown(results: list[dict]) -> str:
         full = r.get("full") or {}
         acc = full.get("final_test_accuracy")
         lines.append(
-            f"| {r.get('date', '')[:16].replace('T', ' ')} | {r['device']} | {r['usual_images_per_second']:,.0f} "
+            f"| {r.get('date', '')[:16].replace('T', ' ')} | {_host(r)} | {r['usual_images_per_second']:,.0f} "
             f"| {r['ours_images_per_second']:,.0f} | **{r['ratio']:.1f}×** | {r['epoch_seconds_60k_with_eval']:.1f} "
             f"| {_fmt(full.get('seconds_to_goal'), '.0f')} "
             f"| {_fmt(acc, '.2f', '%')}{'' if acc is None else ' (epoch %d)' % full['epochs']}"
@@ -451,7 +457,8 @@ def speed_markdown(results: list[dict]) -> str:
                      f"{v['images_per_second']:,.0f} img/s (ours is {times:.1f}× that).")
     m = last.get("machine", {})
     lines.append("")
-    lines.append(f"Machine: {m.get('cpu_model', m.get('processor', '?'))}, {m.get('cpu_count')} CPUs, "
+    lines.append(f"Machine{' of the newest row' if len(results) > 1 else ''}: "
+                 f"{m.get('cpu_model', m.get('processor', '?'))}, {m.get('cpu_count')} CPUs, "
                  f"{m.get('torch_threads')} torch threads; torch {last['versions'].get('torch')}, "
                  f"torchvision {last['versions'].get('torchvision')}. "
                  + ("Command" if len(results) == 1 else "Commands, row by row") + ": "
@@ -459,7 +466,7 @@ def speed_markdown(results: list[dict]) -> str:
     with_levers = [r for r in results if r.get("levers")]
     if with_levers:
         lv = with_levers[-1]
-        lines += ["", f"Levers, measured on our trainer ({lv['images']:,} images each, {lv['device']}, "
+        lines += ["", f"Levers, measured on our trainer ({lv['images']:,} images each, {_host(lv)}, "
                       f"{lv.get('date', '')[:10]}). The settings take turns for {lv['repeats']} rounds and each row "
                       "is its median; read the last column, the speed relative to ours (the recipe's training, or "
                       "our evaluation) measured in the same rounds:", "",
@@ -528,7 +535,7 @@ def build_parser():
     p.add_argument("--json", default=None,
                    help="result file (default: runs/bench/bench-<device>.json, -full.json with --full)")
     p.add_argument("--record", action="store_true",
-                   help="also copy the result to bench/results/<device>-<date>[-full].json, for the README")
+                   help="also copy the result to bench/results/<device>-<date>-<time>[-full].json, for the README")
     return p
 
 
@@ -671,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nwritten {json_path}")
     if args.record:
-        name = f"{device.type}-{stamp.strftime('%Y%m%d')}{'-full' if args.full else ''}.json"
+        # date and time: two hosts measured on the same day keep a row each
+        name = f"{device.type}-{stamp.strftime('%Y%m%d-%H%M')}{'-full' if args.full else ''}.json"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         atomic_write_json(RESULTS_DIR / name, res)
         print(f"recorded {RESULTS_DIR / name}")
