@@ -17,10 +17,11 @@ BENCH_ARGS ?=
 help:
 	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
 	@echo "make test    set up, then run the whole test suite"
-	@echo "make seeds   the default recipe on seeds $(SEEDS), results table in runs/seeds.md"
+	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
-	@echo "make notebooks  re-execute the five notebooks (full runs, about 15 minutes on 2 cores)"
+	@echo "make readme  regenerate the README tables and figures from the stored results"
+	@echo "make notebooks  re-execute the five notebooks (full runs, about 8 minutes on 2 cores)"
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
