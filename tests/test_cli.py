@@ -63,11 +63,21 @@ def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, termin
     (["--epochs", "0"], ["--epochs", "positive integer"]),
     (["--batch-size", "-1"], ["--batch-size", "positive integer"]),
     (["--resume", "no/such/folder"], ["no/such/folder", "no such run folder"]),
+    (["--holdout", "60000"], ["--holdout 60000", "no training images"]),
 ])
 def test_bad_arguments_fail_with_one_line(args, words, tmp_path):
     r = run_module("utils.train", *args, "--no-progress", "--out", str(tmp_path / "run"))
     assert_one_error_line(r, *words)
     assert not (tmp_path / "run").exists(), "nothing is trained or written"
+
+
+def test_a_tuning_run_reports_validation_accuracy(tmp_path):
+    r = run_module("utils.train", "--holdout", "2000", "--train-subset", "512", "--epochs", "1", "--device", "cpu",
+                   "--out", str(tmp_path / "tune"))
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "tune" / "metrics.json").read_text())
+    assert f"final validation accuracy {metrics['final_val_accuracy']:.2f}%" in r.stdout
+    assert not re.search(r"test (acc|accuracy)\s+[\d.]+%", r.stdout), "no test number on screen while tuning"
 
 
 def test_resume_of_another_model_fails_with_one_line(gap_run):

@@ -177,6 +177,35 @@ def test_the_test_set_does_not_influence_training(reference, tmp_path, monkeypat
     assert b["final_test_accuracy"] < 20  # scrambled test set scores at chance: the swap really happened
 
 
+def test_holdout_is_the_last_training_images_and_never_trained_on():
+    from utils import data
+    mnist = data.load_mnist()
+    cfg = tiny_config(holdout=10_000, train_subset=0)
+    dd = T.load_device_data(cfg, torch.device("cpu"))
+    assert torch.equal(dd.train_x, data.normalize(mnist.train_images[:50_000]))
+    assert torch.equal(dd.val_x, data.normalize(mnist.train_images[50_000:]))
+    assert torch.equal(dd.val_y, mnist.train_labels[50_000:])
+    assert torch.equal(dd.test_y, mnist.test_labels), "the test set is the real one"
+    subset = T.load_device_data(tiny_config(holdout=10_000, train_subset=1024), torch.device("cpu"))
+    assert torch.equal(subset.train_x, dd.train_x[:1024]) and torch.equal(subset.val_x, dd.val_x)
+
+
+def test_too_large_a_holdout_is_refused():
+    with pytest.raises(ValueError, match="--holdout 60000 leaves no training images"):
+        T.load_device_data(tiny_config(holdout=60_000), torch.device("cpu"))
+
+
+def test_a_tuning_run_shows_validation_numbers_and_still_records_the_test_set(tmp_path):
+    lines = []
+    metrics = T.train(tiny_config(holdout=2_000, epochs=1), tmp_path / "tune", progress=False, log=lines.append)
+    row = metrics["history"][-1]
+    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy"} <= row.keys()
+    assert metrics["final_val_accuracy"] == row["val_accuracy"]
+    epoch_line = [line for line in lines if line.startswith("epoch ")]
+    assert len(epoch_line) == 1 and f"val loss {row['val_loss']:.4f}" in epoch_line[0]
+    assert "test" not in epoch_line[0], "what is not on screen cannot steer a choice"
+
+
 def test_lr_schedule_is_one_cycle():
     cfg = T.recipe("final", epochs=15)
     lrs = T.lr_curve(cfg, 100)
@@ -184,6 +213,13 @@ def test_lr_schedule_is_one_cycle():
     assert len(lrs) == 1500 and abs(peak - cfg.lr) < 1e-9
     assert lrs[0] < peak / 10 and lrs[-1] < peak / 1000
     assert lrs.index(peak) < len(lrs) // 2, "warm up first, then anneal"
+
+
+@pytest.mark.parametrize("epochs, steps", [(1, 1), (1, 3), (1, 4), (2, 2), (1, 5)])
+def test_one_cycle_works_for_the_shortest_runs(epochs, steps):
+    """A 4-step run (--train-subset 512 --epochs 1) once crashed inside torch's OneCycleLR."""
+    lrs = T.lr_curve(tiny_config(epochs=epochs), steps)
+    assert len(lrs) == epochs * steps and all(0 < lr <= 0.1 for lr in lrs)
 
 
 def test_earlier_steps_use_a_constant_lr():
