@@ -64,6 +64,8 @@ def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, termin
     (["--batch-size", "-1"], ["--batch-size", "positive integer"]),
     (["--resume", "no/such/folder"], ["no/such/folder", "no such run folder"]),
     (["--holdout", "60000"], ["--holdout 60000", "no training images"]),
+    (["--lr", "-1"], ["--lr", "positive number"]),
+    (["--lr", "nan"], ["--lr", "positive number"]),
 ])
 def test_bad_arguments_fail_with_one_line(args, words, tmp_path):
     r = run_module("utils.train", *args, "--no-progress", "--out", str(tmp_path / "run"))

@@ -429,6 +429,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text} (the final recipe peaks at 0.1)")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -456,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list(MODELS), default=None, help="teaching step (default: final)")
     p.add_argument("--epochs", type=positive_int, default=d.epochs)
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
     p.add_argument("--seed", type=int, default=d.seed)
