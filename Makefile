@@ -42,22 +42,22 @@ test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 seeds: data
-	$(PY) -m utils.seeds --seeds $(SEEDS)
+	$(PY) -m tools.seeds --seeds $(SEEDS)
 
 bench: data
-	$(PY) -m utils.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 # Regenerate the five notebooks and execute them in order with their full default parameters
 # (outputs stored in place), then regenerate the README tables from them.
 notebooks: data
 	$(PY) tools/make_notebooks.py --execute
-	$(PY) -m utils.report
+	$(PY) -m tools.report
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
 
 readme: $(STAMP)
-	$(PY) -m utils.report
+	$(PY) -m tools.report
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,4 +1,4 @@
-"""`python -m utils.bench` on tiny sizes: it runs, writes a complete JSON, prints what it wrote, and the
+"""`python -m tools.bench` on tiny sizes: it runs, writes a complete JSON, prints what it wrote, and the
 README's speed block renders from it. No timed assertions: speed is a measurement, not a test."""
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 from helpers import run_module
 
-from utils import bench
+from tools import bench
 
 TOP_FIELDS = ("command", "argv", "date", "device", "device_type", "machine", "versions", "images", "usual",
               "usual_variants", "ours", "usual_images_per_second", "ours_images_per_second", "ratio",
@@ -17,7 +17,7 @@ TOP_FIELDS = ("command", "argv", "date", "device", "device_type", "machine", "ve
 def tiny_bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     path = tmp / "bench.json"
-    args = ["utils.bench", "--images", "256", "--repeats", "1", "--warmup", "1", "--workers", "0", "1",
+    args = ["tools.bench", "--images", "256", "--repeats", "1", "--warmup", "1", "--workers", "0", "1",
             "--device", "cpu", "--json", str(path), "--levers", "batch", "channels_last", "step_sync", "eval",
             "--full", "--full-out", str(tmp / "full"), "--train-args=--epochs 2 --train-subset 512"]
     r = run_module(*args, timeout=600)
@@ -34,7 +34,7 @@ def test_json_has_every_field(tiny_bench):
     for field in ("python", "torch", "torchvision"):
         assert res["versions"][field], field
     assert res["images"] == 256 and res["device_type"] == "cpu"
-    assert res["command"].startswith("python -m utils.bench --images 256")
+    assert res["command"].startswith("python -m tools.bench --images 256")
     assert res["argv"][-len(args) + 1:] == args[1:]
 
 
@@ -105,6 +105,6 @@ def test_speed_markdown_renders_the_result(tiny_bench):
 
 
 def test_bad_arguments_fail_with_one_line():
-    r = run_module("utils.bench", "--images", "0")
+    r = run_module("tools.bench", "--images", "0")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--images" in r.stderr

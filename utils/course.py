@@ -34,7 +34,7 @@ def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
 
 def result(metrics: dict) -> dict:
     """Print a notebook's Result block from its run's metrics (final epoch), plus one machine-readable
-    ``RESULT {...}`` line that utils.report and the tests read back from the stored output."""
+    ``RESULT {...}`` line that tools.report and the tests read back from the stored output."""
     summary = {
         "model": metrics["model"],
         "params": metrics["params"],

@@ -1,6 +1,6 @@
 """The default recipe on several seeds: one honest number per seed, at the final epoch.
 
-    python -m utils.seeds --seeds 1 2 3 4 5
+    python -m tools.seeds --seeds 1 2 3 4 5
 
 Each seed trains into runs/seeds/seed<N> (an unfinished run there is resumed, a finished one is
 reused). The summary goes to results/seeds.json, which the README table is generated from.
@@ -12,8 +12,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from .fsutil import atomic_write_json
-from .train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, train, versions
+from utils.fsutil import atomic_write_json
+from utils.train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, train, versions
 
 
 def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
@@ -45,7 +45,7 @@ def summarize(runs: list[dict]) -> dict:
         "max": max(accs),
         "at_or_above_goal": sum(a >= GOAL for a in accs),
         "versions": versions(),
-        "command": "python -m utils.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
+        "command": "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
     }
 
 
@@ -64,7 +64,7 @@ def markdown_table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m utils.seeds", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"))

@@ -1,8 +1,8 @@
 """Speed: the usual DataLoader pipeline against our trainer, in one process, on the same machine.
 
-    python -m utils.bench                       # throughput of both, the ratio, a JSON file
-    python -m utils.bench --levers              # + what each speed lever is worth here
-    python -m utils.bench --full                # + a full default training: time to 99.40%, peak memory
+    python -m tools.bench                       # throughput of both, the ratio, a JSON file
+    python -m tools.bench --levers              # + what each speed lever is worth here
+    python -m tools.bench --full                # + a full default training: time to 99.40%, peak memory
 
 **Usual**: ``torchvision.datasets.MNIST`` (a PIL image per sample) with the seed recipe's
 per-image transforms (ToTensor, RandomRotation(5), RandomAffine(translate 5%, scale 0.95-1.05),
@@ -44,11 +44,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import data
-from .fsutil import atomic_write_json
-from .models import build_model
-from .summary import count_parameters
-from .train import (GOAL, REPO_ROOT, DeviceData, _Parser, device_name, evaluate, load_device_data, make_optimizer,
+from utils import data
+from utils.fsutil import atomic_write_json
+from utils.models import build_model
+from utils.summary import count_parameters
+from utils.train import (GOAL, REPO_ROOT, DeviceData, _Parser, device_name, evaluate, load_device_data, make_optimizer,
                     positive_int, recipe, resolve_device, steps_per_epoch, train_epoch, versions)
 
 SCHEMA = 1
@@ -57,7 +57,7 @@ USUAL_LR = 0.01
 TRAIN_IMAGES = 60_000
 TEST_IMAGES = 10_000
 LEVERS = ("batch", "channels_last", "threads", "step_sync", "eval", "compile")
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
+RESULTS_DIR = REPO_ROOT / "results" / "bench"
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -513,7 +513,7 @@ def summary_lines(res: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------- main
 
 def build_parser():
-    p = _Parser(prog="python -m utils.bench", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=positive_int, default=6400,
                    help="training images timed per measurement (default: 6400)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto")
@@ -535,7 +535,7 @@ def build_parser():
     p.add_argument("--json", default=None,
                    help="result file (default: runs/bench/bench-<device>.json, -full.json with --full)")
     p.add_argument("--record", action="store_true",
-                   help="also copy the result to bench/results/<device>-<date>-<time>[-full].json, for the README")
+                   help="also copy the result to results/bench/<device>-<date>-<time>[-full].json, for the README")
     return p
 
 
@@ -623,8 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     best_usual = max(v["images_per_second"] for v in variants)
     res = {
         "schema": SCHEMA,
-        "command": shlex.join(["python", "-m", "utils.bench", *raw_argv]),
-        "argv": [sys.executable, "-m", "utils.bench", *raw_argv],
+        "command": shlex.join(["python", "-m", "tools.bench", *raw_argv]),
+        "argv": [sys.executable, "-m", "tools.bench", *raw_argv],
         "date": stamp.isoformat(timespec="seconds"),
         "device": device_name(device),
         "device_type": device.type,
