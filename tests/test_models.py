@@ -158,9 +158,8 @@ def test_layer_table_leaves_the_model_untouched(training):
 def test_the_tuned_candidate_is_the_final_model():
     """results/tuning.md scored the trunk "q10 12 16 d 16 16 d" with tools/tune.py: it must be exactly
     build_model("final"), same layers in the same order and the same initial weights for a seed."""
-    from helpers import load_tool
+    from tools import tune
 
-    tune = load_tool("tune")
     torch.manual_seed(3)
     candidate = tune.build("q10 12 16 d 16 16 d", dropout=0.05)
     torch.manual_seed(3)

@@ -27,7 +27,7 @@ from helpers import load_tool
 
 from utils import augment, course, plots
 from utils.evaluate import confusion_matrix
-from utils.models import MODELS, build_model
+from utils.models import MODELS, STEPS, build_model
 from utils.summary import count_parameters, describe
 from utils.train import GOAL, lr_curve, recipe, steps_per_epoch
 
@@ -36,13 +36,6 @@ NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 FINAL_RUN = BUILD / "final_run"
 FINAL_OUT = BUILD / "05_augmentation.out.ipynb"
-STEPS = {  # notebook stem -> model name in utils.models.MODELS
-    "01_baseline": "baseline",
-    "02_batchnorm": "batchnorm",
-    "03_dropout": "dropout",
-    "04_gap": "gap",
-    "05_augmentation": "final",
-}
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%")
 TYPED_RESULT = re.compile(r"\d+\.\d+|\d+\s*%|\d{1,3},\d{3}")  # 99.4, 98 %, 7,770: numbers a run could contradict
 

@@ -2,7 +2,7 @@
 import json
 
 from tools import report
-from utils.models import build_model
+from utils.models import STEPS, build_model
 from utils.summary import count_parameters
 
 
@@ -13,10 +13,14 @@ def test_readme_tables_are_regenerated_from_stored_results():
 
 def test_steps_table_holds_each_notebooks_stored_result():
     block = report.steps_block()
-    for stem, model, _ in report.STEPS:
+    for stem, model in STEPS.items():
         r = report.notebook_result(report.NOTEBOOKS / f"{stem}.ipynb")
         assert r is not None, f"{stem} has no stored Result"
         assert f"{r['final_test_accuracy']:.2f}%" in block and f"{count_parameters(build_model(model)):,}" in block
+
+
+def test_every_step_has_its_change_described_in_course_order():
+    assert list(report.CHANGES) == list(STEPS.values())
 
 
 def test_seeds_table_lists_every_seed():

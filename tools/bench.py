@@ -48,8 +48,9 @@ from utils import data
 from utils.fsutil import atomic_write_json
 from utils.models import build_model
 from utils.summary import count_parameters
-from utils.train import (GOAL, REPO_ROOT, DeviceData, _Parser, device_name, evaluate, load_device_data, make_optimizer,
-                    positive_int, recipe, resolve_device, steps_per_epoch, train_epoch, versions)
+from utils.cli import DEVICES, GOAL, Parser, positive_int
+from utils.train import (REPO_ROOT, DeviceData, device_name, evaluate, load_device_data, make_optimizer,
+                    recipe, resolve_device, steps_per_epoch, train_epoch, versions)
 
 SCHEMA = 1
 USUAL_BATCH = 64
@@ -513,10 +514,10 @@ def summary_lines(res: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------- main
 
 def build_parser():
-    p = _Parser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=positive_int, default=6400,
                    help="training images timed per measurement (default: 6400)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], metavar="N",
                    help="DataLoader num_workers to measure for the usual pipeline; the first is the one the "
                         "ratio uses (default: 0 2; 0 is PyTorch's default)")

@@ -15,21 +15,23 @@ import re
 import sys
 from pathlib import Path
 
+from utils.cli import Parser
 from utils.fsutil import atomic_write
-from utils.train import REPO_ROOT, _Parser
+from utils.models import STEPS
+from utils.train import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 SEEDS = REPO_ROOT / "results" / "seeds.json"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
 NOTEBOOKS = REPO_ROOT / "notebooks"
-STEPS = [
-    ("01_baseline", "baseline", "plain convolutions, dense head"),
-    ("02_batchnorm", "batchnorm", "+ BatchNorm"),
-    ("03_dropout", "dropout", "+ Dropout"),
-    ("04_gap", "gap", "1x1 conv + global average pooling instead of the dense head"),
-    ("05_augmentation", "final", "+ augmentation and one-cycle LR schedule"),
-]
+CHANGES = {  # model -> what its step changes, for the README's steps table (order: utils.models.STEPS)
+    "baseline": "plain convolutions, dense head",
+    "batchnorm": "+ BatchNorm",
+    "dropout": "+ Dropout",
+    "gap": "1x1 conv + global average pooling instead of the dense head",
+    "final": "+ augmentation and one-cycle LR schedule",
+}
 
 
 def notebook_result(path: Path) -> dict | None:
@@ -50,7 +52,8 @@ def notebook_result(path: Path) -> dict | None:
 def steps_block() -> str:
     rows = ["| step | notebook | change | parameters | best train acc. | final test acc. | epochs |",
             "|---:|---|---|---:|---:|---:|---:|"]
-    for i, (stem, _model, change) in enumerate(STEPS, 1):
+    for i, (stem, model) in enumerate(STEPS.items(), 1):
+        change = CHANGES[model]
         r = notebook_result(NOTEBOOKS / f"{stem}.ipynb")
         link = f"[{stem}.ipynb](notebooks/{stem}.ipynb)"
         if r is None:
@@ -152,7 +155,7 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m tools.report", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m tools.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = parser.parse_args(argv)
     old = README.read_text()

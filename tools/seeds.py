@@ -12,8 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from utils.cli import DEVICES, GOAL, Parser
 from utils.fsutil import atomic_write_json
-from utils.train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, train, versions
+from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, train, versions
 
 
 def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
@@ -50,7 +51,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def markdown_table(summary: dict) -> str:
-    lines = ["| seed | final test accuracy (epoch 15) | parameters | epochs | wall (s) |",
+    last_epoch = max(r["epochs"] for r in summary["runs"])
+    lines = [f"| seed | final test accuracy (epoch {last_epoch}) | parameters | epochs | wall (s) |",
              "|---:|---:|---:|---:|---:|"]
     for r in summary["runs"]:
         lines.append(f"| {r['seed']} | {r['final_test_accuracy']:.2f}% | {r['params']:,} | {r['epochs']} | "
@@ -64,9 +66,9 @@ def markdown_table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"))
     parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"))
     parser.add_argument("--no-progress", action="store_true")

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from . import augment  # noqa: E402
+from .cli import GOAL  # noqa: E402
 from .summary import layer_table  # noqa: E402
-from .train import GOAL  # noqa: E402
 
 DPI = 80  # small figures keep each executed notebook well under 1 MB
 

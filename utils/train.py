@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from . import augment, data
+from .cli import DEVICES, GOAL, Parser, non_negative_int, positive_float, positive_int
 from .fsutil import atomic_write, atomic_write_json
 from .models import MODELS, build_model
 from .summary import count_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GOAL = 99.40  # percent, at the final epoch
 
 
 @dataclass
@@ -80,8 +80,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
     return torch.device(name)
 
 
@@ -282,10 +282,13 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise RunError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__}); start a new run instead") from exc
 
 
-def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
-          progress: bool = True, overwrite: bool = False, log=print) -> dict:
+def train(cfg: Config | None = None, out: str | Path | None = None, *, model=None,
+          resume: str | Path | None = None, progress: bool = True, overwrite: bool = False, log=print) -> dict:
     """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict.
 
+    ``model``: a network (an ``nn.Module``) or a zero-argument function that builds one, to try an
+    architecture without adding it to ``utils.models.MODELS``; ``cfg.model`` then only names the run.
+    A builder is called after seeding, so its weights follow ``cfg.seed``.
     ``overwrite=True`` replaces an earlier run in ``out`` (the notebooks use it on re-execution)."""
     if resume is not None:
         out = Path(resume)
@@ -307,7 +310,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
                 (out / name).unlink(missing_ok=True)
         if (out / "checkpoint.pt").exists():
             raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    if cfg.model not in MODELS:
+    if model is None and cfg.model not in MODELS:
         raise RunError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}")
     if cfg.epochs <= 0 or cfg.batch_size <= 0:
         raise RunError(f"epochs and batch size must be positive (got {cfg.epochs}, {cfg.batch_size})")
@@ -315,7 +318,11 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    if model is None:
+        model = build_model(cfg.model)
+    elif not isinstance(model, torch.nn.Module):
+        model = model()
+    model = model.to(device).to(memory_format=torch.channels_last)
     dd = load_device_data(cfg, device)
     n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
     opt, sched = make_optimizer(cfg, model, n_steps)
@@ -422,60 +429,25 @@ def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], met
     atomic_write_json(out / "metrics.json", metrics)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments end in one line on stderr and exit status 2, without the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text} (the final recipe peaks at 0.1)")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=list(MODELS), default=None, help="teaching step (default: final)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"peak LR (onecycle) or fixed LR (constant); default: the step's recipe ({d.lr:g} for final)")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
-    p.add_argument("--train-subset", type=non_negative_int, default=0, help="train on the first N images only (0: all)")
-    p.add_argument("--holdout", type=non_negative_int, default=0,
-                   help="hold out the last N training images as a validation set (for tuning; never tune on test)")
-    p.add_argument("--data-root", default=d.data_root)
-    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-seed<seed>-<time>)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
+    p.add_argument("--device", choices=DEVICES, default=d.device, help=f"default: {d.device}")
+    p.add_argument("--train-subset", type=non_negative_int, default=0, metavar="N",
+                   help="train on the first N images only (default: 0, all)")
+    p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
+                   help="hold out the last N training images as a validation set, for tuning; never tune on test "
+                        "(default: 0)")
+    p.add_argument("--data-root", default=d.data_root, metavar="DIR", help="where MNIST is kept (default: data/, or $MNIST_ROOT)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR", help="run folder (default: runs/<model>-seed<seed>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
