@@ -293,7 +293,7 @@ def test_confusion_matrix_counts_true_by_predicted():
     m = confusion_matrix(pred, target)
     assert m.shape == (10, 10) and m.dtype == torch.int64
     expected = torch.zeros(10, 10, dtype=torch.int64)
-    for t, p in zip(target.tolist(), pred.tolist()):
+    for t, p in zip(target.tolist(), pred.tolist(), strict=True):
         expected[t, p] += 1
     assert torch.equal(m, expected)
     assert m.sum() == len(target) and m.trace() == (pred == target).sum()
@@ -313,7 +313,8 @@ def test_sample_grid_and_class_balance(close_figures):
     assert torch.equal(pixels(fig.axes[5]), images[5].float())
     fig = plots.class_balance(torch.tensor([0, 0, 1, 3]), torch.tensor([1, 1]))
     heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6) and heights[10:] == pytest.approx([0, 100] + [0] * 8)
+    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6)
+    assert heights[10:] == pytest.approx([0, 100] + [0] * 8)
 
 
 def test_training_curves_draw_every_epoch(close_figures):
@@ -347,8 +348,8 @@ def test_augmentation_preview_is_seeded(close_figures):
 
     a, b, c = (plots.augmentation_preview(images, draws=3, seed=s) for s in (5, 5, 6))
     assert len(a.axes) == 2 * 4
-    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b)))
-    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c)))
+    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c), strict=True))
     assert torch.equal(arrays(a)[0], images[0].float() / 255)  # column 0: the original
     # the draws are exactly utils.augment.random_affine under the same seeded generator
     gen = torch.Generator().manual_seed(5)

@@ -105,8 +105,9 @@ def figures() -> dict:
     def seeds_curves():
         runs = json.loads(SEEDS.read_text())["runs"]
         first, rest = runs[0], runs[1:]
+        title = f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)"
         return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
-                                     title=f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)")
+                                     title=title)
 
     out = {"architecture.png": lambda: plots.architecture(build_model("final"))}
     if SEEDS.exists():
@@ -150,7 +151,7 @@ def render(text: str) -> str:
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
         if pattern.search(text):
-            text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+            text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
 

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec, ms in time_steps(args.spec, args.batch_size).items():
             params = sum(p.numel() for p in build(spec).parameters())
             print(f"{spec:<28} {params:>6,} parameters  {ms:6.1f} ms per step of {args.batch_size} "
-                  f"({torch.get_num_threads()} threads) -> {ms * 60_000 / args.batch_size / 1000:5.1f} s per 60k images")
+                  f"({torch.get_num_threads()} threads) -> {ms * 60_000 / args.batch_size / 1000:5.1f} s "
+                  "per 60k images")
         return 0
     if len(args.spec) != 1:
         parser.error("train one candidate at a time (several only with --time)")

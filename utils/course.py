@@ -58,7 +58,8 @@ def result(metrics: dict) -> dict:
 
 
 def goal_met(metrics: dict) -> bool:
-    return metrics["final_test_accuracy"] >= GOAL and metrics["epochs"] <= MAX_EPOCHS and metrics["params"] <= MAX_PARAMS
+    return (metrics["final_test_accuracy"] >= GOAL and metrics["epochs"] <= MAX_EPOCHS
+            and metrics["params"] <= MAX_PARAMS)
 
 
 def gap(metrics: dict) -> float:

@@ -275,7 +275,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` or its checkpoint.pt")
+        raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` "
+                       "or its checkpoint.pt")
     try:
         return torch.load(ckpt, map_location=map_location, weights_only=False)
     except Exception as exc:  # truncated or foreign file
@@ -299,7 +300,8 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
         state = load_checkpoint(out)
         saved = Config(**state["config"])
         if cfg is not None and cfg.model != saved.model:
-            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; drop --model or pick another folder")
+            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; "
+                           "drop --model or pick another folder")
         cfg = saved
     else:
         cfg = cfg or Config()
@@ -446,8 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
                    help="hold out the last N training images as a validation set, for tuning; never tune on test "
                         "(default: 0)")
-    p.add_argument("--data-root", default=d.data_root, metavar="DIR", help="where MNIST is kept (default: data/, or $MNIST_ROOT)")
-    p.add_argument("--out", default=None, metavar="RUN_DIR", help="run folder (default: runs/<model>-seed<seed>-<time>)")
+    p.add_argument("--data-root", default=d.data_root, metavar="DIR",
+                   help="where MNIST is kept (default: data/, or $MNIST_ROOT)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run folder (default: runs/<model>-seed<seed>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
