@@ -69,7 +69,7 @@ def test_speed_tables_render_the_result(tiny_bench):
         widths = {line.count(" | ") for line in lines}
         assert len(widths) == 1 and all(line.startswith("| ") and line.endswith(" |") for line in lines), lines
     assert f"**{res['ratio']:.1f}×**" in text and f"{res['ours_images_per_second']:,.0f}" in text
-    assert res["command"] in text
+    assert f"| `{res['command'].removeprefix('python -m tools.bench ')}` |" in text
     assert "not the default recipe: --epochs 2 --train-subset 512" in text  # the tiny --full run says so
     assert "| channels_last | off: model and data NCHW |" in text
 

@@ -279,11 +279,12 @@ def speed_markdown(results: list[dict]) -> str:
                       cell(full.get("seconds_to_goal"), ".0f"), acc, cell(full.get("wall_seconds"), ".0f"),
                       cell(full.get("peak_memory_mb"), ",.0f")])
         workers = ", ".join(f"{v['num_workers']}: {v['images_per_second']:,.0f}" for v in r["usual_variants"])
-        how.append([when, f"`{r['command']}`", f"{r['images']:,}", str(r["repeats"]), workers,
+        arguments = r["command"].split(maxsplit=3)[3:]  # after "python -m <module>", which has moved over time
+        how.append([when, f"`{arguments[0]}`" if arguments else "–", f"{r['images']:,}", str(r["repeats"]), workers,
                     f"{r['machine']['cpu_count']} / {r['machine']['torch_threads']}", r["versions"]["torch"]])
     lines = table(["date", "device", "usual (img/s)", "ours (img/s)", "ours / usual", "one epoch, ours (s)",
                    "time to 99.40% (s)", "final test acc.", "full run (s)", "peak memory (MB)"], speed)
-    lines += ["", *table(["date", "command", "images timed", "runs (median)", "usual by num_workers (img/s)",
+    lines += ["", *table(["date", "arguments", "images timed", "runs (median)", "usual by num_workers (img/s)",
                           "CPUs / threads", "torch"], how)]
     hosts = [r for r in results if r["levers"]]
     settings = list(dict.fromkeys((row["lever"], row["setting"]) for r in hosts for row in r["levers"]))

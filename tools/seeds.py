@@ -50,6 +50,11 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+def reproduce(summary: dict) -> str:
+    """The command that trains these seeds again (the stored one may name the module by an older path)."""
+    return "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in summary["runs"])
+
+
 def markdown_table(summary: dict) -> str:
     last_epoch = max(r["epochs"] for r in summary["runs"])
     lines = [f"| seed | final test accuracy (epoch {last_epoch}) | parameters | epochs | wall (s) |",
@@ -61,7 +66,7 @@ def markdown_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"{summary['at_or_above_goal']} of {len(summary['runs'])} seeds reach ≥ {summary['goal']:.2f}% "
                  f"at the final epoch (min {summary['min']:.2f}%, max {summary['max']:.2f}%). "
-                 f"Device: {summary['runs'][0]['device']}. Command: `{summary['command']}`.")
+                 f"Device: {summary['runs'][0]['device']}. Command: `{reproduce(summary)}`.")
     return "\n".join(lines)
 
 
