@@ -26,6 +26,7 @@ import torch
 from helpers import load_tool
 
 from utils import augment, course, plots
+from utils.cli import MAX_EPOCHS, MAX_PARAMS
 from utils.evaluate import confusion_matrix
 from utils.models import MODELS, STEPS, build_model
 from utils.summary import count_parameters, describe
@@ -77,7 +78,8 @@ def errors(nb) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
-# The real final training, through the notebook (session fixture: ~2-10 minutes on 2 CPU cores).
+# The real final training, through the notebook (session fixture: ~2-10 minutes on 2 CPU cores),
+# marked slow: `make test-fast` (pytest -m "not slow") leaves it out, `make test` runs it.
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -100,6 +102,7 @@ def final_notebook_run():
     return nbformat.read(FINAL_OUT, as_version=4), json.loads((FINAL_RUN / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_final_notebook_runs_without_an_error_cell(final_notebook_run):
     nb, _ = final_notebook_run
     assert not errors(nb)
@@ -107,23 +110,26 @@ def test_final_notebook_runs_without_an_error_cell(final_notebook_run):
     assert "QUICK MODE" not in stdout_of(nb)
 
 
+@pytest.mark.slow
 def test_final_run_reaches_the_goal_at_its_last_epoch(final_notebook_run):
     _, metrics = final_notebook_run
     assert metrics["model"] == "final" and metrics["complete"]
     assert metrics["config"]["train_subset"] == 0, "trained on all the training images"
-    assert metrics["epochs"] <= 15
+    assert metrics["epochs"] <= MAX_EPOCHS
     assert len(metrics["history"]) == metrics["epochs"] == metrics["epochs_planned"]
     assert metrics["final_test_accuracy"] == metrics["history"][-1]["test_accuracy"]
     assert metrics["final_test_accuracy"] >= GOAL == 99.40
 
 
+@pytest.mark.slow
 def test_final_run_parameters_and_files(final_notebook_run):
     _, metrics = final_notebook_run
     assert metrics["params"] == count_parameters(build_model("final"))
-    assert metrics["params"] <= 8_000
+    assert metrics["params"] <= MAX_PARAMS
     assert (FINAL_RUN / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow
 def test_final_notebook_prints_this_runs_numbers(final_notebook_run):
     nb, metrics = final_notebook_run
     result = result_line(nb)
@@ -230,10 +236,11 @@ def test_committed_final_notebook_reaches_the_goal():
     nb = nbformat.read(NOTEBOOKS / "05_augmentation.ipynb", as_version=4)
     result = result_line(nb)
     assert result["final_test_accuracy"] >= GOAL
-    assert result["epochs"] <= 15 and result["params"] <= 8_000
+    assert result["epochs"] <= MAX_EPOCHS and result["params"] <= MAX_PARAMS
     assert "Goal (99.40% at the last epoch, <= 15 epochs, <= 8,000 parameters): met" in stdout_of(nb)
 
 
+@pytest.mark.slow
 def test_nbval_quick_mode_reproduces_the_checked_cells():
     """Every notebook re-runs top to bottom in quick mode (one epoch on 2,000 images, into build/quick/);
     no cell may fail, and cells marked NBVAL_CHECK_OUTPUT must print exactly what is stored."""

@@ -33,11 +33,9 @@ from utils.models import build_model
 from utils.summary import count_parameters
 
 SCHEMA = 2
-RESULTS_DIR = train.REPO_ROOT / "results" / "bench"
-RUNS = train.REPO_ROOT / "runs" / "bench"
-USUAL_BATCH, USUAL_LR = 64, 0.01
+RESULTS_DIR, RUNS = train.REPO_ROOT / "results" / "bench", train.REPO_ROOT / "runs" / "bench"
+USUAL_BATCH, USUAL_LR, TRAIN_IMAGES = 64, 0.01, 60_000
 WARMUP = 5  # untimed batches before each clock starts
-TRAIN_IMAGES = 60_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,6 @@ def sync(device: torch.device) -> None:
 def usual_dataset():
     from torchvision import datasets, transforms
 
-    data.ensure_mnist(data.DEFAULT_ROOT)
     per_image = transforms.Compose([  # the original recipe's transforms, as a typical MNIST notebook writes them
         transforms.ToTensor(), transforms.RandomRotation(5),
         transforms.RandomAffine(0, translate=(0.05, 0.05), scale=(0.95, 1.05)),
