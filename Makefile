@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make train   create .venv, install pinned packages, prepare MNIST offline, train the final model
-#   make test    the same setup, then the whole test suite (pytest + papermill + nbval)
+#   make test    the same setup, then the linters and the whole test suite (pytest + papermill + nbval)
 # A second call skips what is already installed (the stamp file tracks the requirement files).
 
 PYTHON ?= python3
@@ -11,12 +11,14 @@ SEEDS  ?= 1 2 3 4 5
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: train test data setup seeds bench lab notebooks readme clean help
+.PHONY: train test test-fast lint data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
-	@echo "make test    set up, then run the whole test suite"
+	@echo "make test    set up, then lint and run the whole test suite"
+	@echo "make test-fast  the tests without real training (pytest -m 'not slow'), under a minute"
+	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
@@ -38,26 +40,34 @@ data: $(STAMP)
 train: data
 	$(PY) -m utils.train --model final --epochs 15 --seed 1
 
-test: data
+test: lint data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: data
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff reads its settings from pyproject.toml; nothing here can run the workflow, so actionlint checks it.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/actionlint
+
 seeds: data
-	$(PY) -m utils.seeds --seeds $(SEEDS)
+	$(PY) -m tools.seeds --seeds $(SEEDS)
 
 bench: data
-	$(PY) -m utils.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 # Regenerate the five notebooks and execute them in order with their full default parameters
 # (outputs stored in place), then regenerate the README tables from them.
 notebooks: data
 	$(PY) tools/make_notebooks.py --execute
-	$(PY) -m utils.report
+	$(PY) -m tools.report
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
 
 readme: $(STAMP)
-	$(PY) -m utils.report
+	$(PY) -m tools.report
 
 clean:
 	rm -rf build .pytest_cache

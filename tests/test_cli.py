@@ -28,6 +28,26 @@ def test_train_help():
     assert r.returncode == 0, r.stderr
     for option in ("--model", "--epochs", "--batch-size", "--resume", "--out", "--train-subset", "--no-progress"):
         assert option in r.stdout, option
+    # one formatter: each option states its default once, and never as "None"
+    for entry in re.split(r"\n  (?=-)", r.stdout.split("options:", 1)[1]):
+        assert entry.count("default") <= 1, entry
+    assert "None" not in r.stdout
+
+
+@pytest.mark.parametrize("kind, text, ok", [
+    ("positive_int", "3", 3), ("positive_int", "0", None), ("positive_int", "2.5", None),
+    ("non_negative_int", "0", 0), ("non_negative_int", "-1", None),
+    ("positive_float", "0.05", 0.05), ("positive_float", "0", None), ("positive_float", "nan", None),
+    ("positive_float", "inf", None)])
+def test_shared_argument_types(kind, text, ok):
+    import argparse
+
+    from utils import cli
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            getattr(cli, kind)(text)
+    else:
+        assert getattr(cli, kind)(text) == ok
 
 
 @pytest.fixture(scope="module")

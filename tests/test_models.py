@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from utils.cli import MAX_PARAMS
 from utils.models import MODELS, build_model
 from utils.summary import count_parameters, layer_table
 
@@ -77,7 +78,7 @@ def test_parameter_budgets():
         n = sum(p.numel() for p in m.parameters())
         assert n == count_parameters(m)
         assert n < 20_000, name
-    assert count_parameters(build_model("final")) <= 8_000
+    assert count_parameters(build_model("final")) <= MAX_PARAMS == 8000
 
 
 def test_final_has_batchnorm_dropout_average_pooling_and_no_linear():
@@ -158,9 +159,8 @@ def test_layer_table_leaves_the_model_untouched(training):
 def test_the_tuned_candidate_is_the_final_model():
     """results/tuning.md scored the trunk "q10 12 16 d 16 16 d" with tools/tune.py: it must be exactly
     build_model("final"), same layers in the same order and the same initial weights for a seed."""
-    from helpers import load_tool
+    from tools import tune
 
-    tune = load_tool("tune")
     torch.manual_seed(3)
     candidate = tune.build("q10 12 16 d 16 16 d", dropout=0.05)
     torch.manual_seed(3)

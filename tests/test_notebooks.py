@@ -26,8 +26,9 @@ import torch
 from helpers import load_tool
 
 from utils import augment, course, plots
+from utils.cli import MAX_EPOCHS, MAX_PARAMS
 from utils.evaluate import confusion_matrix
-from utils.models import MODELS, build_model
+from utils.models import MODELS, STEPS, build_model
 from utils.summary import count_parameters, describe
 from utils.train import GOAL, lr_curve, recipe, steps_per_epoch
 
@@ -36,13 +37,6 @@ NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 FINAL_RUN = BUILD / "final_run"
 FINAL_OUT = BUILD / "05_augmentation.out.ipynb"
-STEPS = {  # notebook stem -> model name in utils.models.MODELS
-    "01_baseline": "baseline",
-    "02_batchnorm": "batchnorm",
-    "03_dropout": "dropout",
-    "04_gap": "gap",
-    "05_augmentation": "final",
-}
 EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%")
 TYPED_RESULT = re.compile(r"\d+\.\d+|\d+\s*%|\d{1,3},\d{3}")  # 99.4, 98 %, 7,770: numbers a run could contradict
 
@@ -84,7 +78,8 @@ def errors(nb) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
-# The real final training, through the notebook (session fixture: ~2-10 minutes on 2 CPU cores).
+# The real final training, through the notebook (session fixture: ~2-10 minutes on 2 CPU cores),
+# marked slow: `make test-fast` (pytest -m "not slow") leaves it out, `make test` runs it.
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -107,6 +102,7 @@ def final_notebook_run():
     return nbformat.read(FINAL_OUT, as_version=4), json.loads((FINAL_RUN / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_final_notebook_runs_without_an_error_cell(final_notebook_run):
     nb, _ = final_notebook_run
     assert not errors(nb)
@@ -114,23 +110,26 @@ def test_final_notebook_runs_without_an_error_cell(final_notebook_run):
     assert "QUICK MODE" not in stdout_of(nb)
 
 
+@pytest.mark.slow
 def test_final_run_reaches_the_goal_at_its_last_epoch(final_notebook_run):
     _, metrics = final_notebook_run
     assert metrics["model"] == "final" and metrics["complete"]
     assert metrics["config"]["train_subset"] == 0, "trained on all the training images"
-    assert metrics["epochs"] <= 15
+    assert metrics["epochs"] <= MAX_EPOCHS
     assert len(metrics["history"]) == metrics["epochs"] == metrics["epochs_planned"]
     assert metrics["final_test_accuracy"] == metrics["history"][-1]["test_accuracy"]
     assert metrics["final_test_accuracy"] >= GOAL == 99.40
 
 
+@pytest.mark.slow
 def test_final_run_parameters_and_files(final_notebook_run):
     _, metrics = final_notebook_run
     assert metrics["params"] == count_parameters(build_model("final"))
-    assert metrics["params"] <= 8_000
+    assert metrics["params"] <= MAX_PARAMS
     assert (FINAL_RUN / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow
 def test_final_notebook_prints_this_runs_numbers(final_notebook_run):
     nb, metrics = final_notebook_run
     result = result_line(nb)
@@ -237,10 +236,11 @@ def test_committed_final_notebook_reaches_the_goal():
     nb = nbformat.read(NOTEBOOKS / "05_augmentation.ipynb", as_version=4)
     result = result_line(nb)
     assert result["final_test_accuracy"] >= GOAL
-    assert result["epochs"] <= 15 and result["params"] <= 8_000
+    assert result["epochs"] <= MAX_EPOCHS and result["params"] <= MAX_PARAMS
     assert "Goal (99.40% at the last epoch, <= 15 epochs, <= 8,000 parameters): met" in stdout_of(nb)
 
 
+@pytest.mark.slow
 def test_nbval_quick_mode_reproduces_the_checked_cells():
     """Every notebook re-runs top to bottom in quick mode (one epoch on 2,000 images, into build/quick/);
     no cell may fail, and cells marked NBVAL_CHECK_OUTPUT must print exactly what is stored."""
@@ -300,7 +300,7 @@ def test_confusion_matrix_counts_true_by_predicted():
     m = confusion_matrix(pred, target)
     assert m.shape == (10, 10) and m.dtype == torch.int64
     expected = torch.zeros(10, 10, dtype=torch.int64)
-    for t, p in zip(target.tolist(), pred.tolist()):
+    for t, p in zip(target.tolist(), pred.tolist(), strict=True):
         expected[t, p] += 1
     assert torch.equal(m, expected)
     assert m.sum() == len(target) and m.trace() == (pred == target).sum()
@@ -320,7 +320,8 @@ def test_sample_grid_and_class_balance(close_figures):
     assert torch.equal(pixels(fig.axes[5]), images[5].float())
     fig = plots.class_balance(torch.tensor([0, 0, 1, 3]), torch.tensor([1, 1]))
     heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6) and heights[10:] == pytest.approx([0, 100] + [0] * 8)
+    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6)
+    assert heights[10:] == pytest.approx([0, 100] + [0] * 8)
 
 
 def test_training_curves_draw_every_epoch(close_figures):
@@ -354,8 +355,8 @@ def test_augmentation_preview_is_seeded(close_figures):
 
     a, b, c = (plots.augmentation_preview(images, draws=3, seed=s) for s in (5, 5, 6))
     assert len(a.axes) == 2 * 4
-    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b)))
-    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c)))
+    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c), strict=True))
     assert torch.equal(arrays(a)[0], images[0].float() / 255)  # column 0: the original
     # the draws are exactly utils.augment.random_affine under the same seeded generator
     gen = torch.Generator().manual_seed(5)

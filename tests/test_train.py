@@ -242,3 +242,22 @@ def test_resume_refuses_a_run_of_another_network(reference, tmp_path, monkeypatc
     monkeypatch.setattr(T, "build_model", lambda name: FinalNet(dropout=0.3))
     with pytest.raises(T.RunError, match="another 'final' network"):
         T.train(None, resume=copy, progress=False, log=quiet)
+
+
+def test_a_builder_or_a_model_trains_like_the_registered_step(reference, tmp_path):
+    """train(model=...) runs an architecture that is not in utils.models.MODELS, with no patching:
+    a builder is seeded like a step name, so the registered final network gives the same run."""
+    from utils.models import MODELS, FinalNet
+
+    registry = dict(MODELS)
+    _, ref = reference
+    cfg = dataclasses.replace(tiny_config(), model="candidate")
+    built = T.train(cfg, tmp_path / "builder", model=FinalNet, progress=False, log=quiet)
+    assert without_timing(built["history"]) == without_timing(ref["history"])
+    assert built["model"] == "candidate" and built["architecture"] == ref["architecture"]
+    torch.manual_seed(cfg.seed)
+    given = T.train(cfg, tmp_path / "instance", model=FinalNet(), progress=False, log=quiet)
+    assert without_timing(given["history"]) == without_timing(ref["history"])
+    small = T.train(cfg, tmp_path / "small", model=lambda: FinalNet(dropout=0.5), progress=False, log=quiet)
+    assert without_timing(small["history"]) != without_timing(ref["history"])
+    assert MODELS == registry, "the registry is left as it was"

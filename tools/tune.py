@@ -2,9 +2,9 @@
 score it on the other 10,000 (``--holdout 10000``). The test set plays no part here: this script
 prints validation numbers only, and results/tuning.md was written from its output.
 
-    python tools/tune.py "q10 12 16 d 16 16 d" --seed 1            # one candidate, one seed
-    python tools/tune.py "q10 12 16 d 16 16 d" --seed 1 --batch-size 64
-    python tools/tune.py --time "q10 12 16 d 16 16 d" "q8 12 16 d 16 16 d"   # training-step cost only
+    python -m tools.tune "q10 12 16 d 16 16 d" --seed 1            # one candidate, one seed
+    python -m tools.tune "q10 12 16 d 16 16 d" --seed 1 --batch-size 64
+    python -m tools.tune --time "q10 12 16 d 16 16 d" "q8 12 16 d 16 16 d"   # training-step cost only
 
 A candidate trunk is a string of tokens, read left to right from the 1x28x28 input:
 
@@ -27,11 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from utils import models  # noqa: E402
-from utils import train as T  # noqa: E402
+from utils import models
+from utils import train as T
+from utils.cli import Parser, non_negative_int, positive_float, positive_int
 
 
 def build(spec: str, dropout: float = 0.05) -> models.MnistNet:
@@ -56,7 +54,7 @@ def build(spec: str, dropout: float = 0.05) -> models.MnistNet:
             layers += models.conv_block(channels, out, batchnorm=True)
             channels = out
         else:
-            raise ValueError(f"unknown token {token!r} in {spec!r}; see `python tools/tune.py --help`")
+            raise ValueError(f"unknown token {token!r} in {spec!r}; see `python -m tools.tune --help`")
     return models.MnistNet(nn.Sequential(*layers), models.gap_head(channels))
 
 
@@ -90,19 +88,19 @@ def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = Parser(prog="python -m tools.tune", description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("spec", nargs="+", help='candidate trunk, e.g. "q10 12 16 d 16 16 d" (several with --time)')
     parser.add_argument("--time", action="store_true", help="only time a training step of each candidate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dropout", type=float, default=0.05)
-    parser.add_argument("--lr", type=float, default=T.Config.lr)
-    parser.add_argument("--batch-size", type=int, default=T.Config.batch_size)
+    parser.add_argument("--lr", type=positive_float, default=T.Config.lr)
+    parser.add_argument("--batch-size", type=positive_int, default=T.Config.batch_size)
     parser.add_argument("--weight-decay", type=float, default=T.Config.weight_decay)
-    parser.add_argument("--epochs", type=int, default=T.Config.epochs)
-    parser.add_argument("--holdout", type=int, default=10_000)
+    parser.add_argument("--epochs", type=positive_int, default=T.Config.epochs)
+    parser.add_argument("--holdout", type=non_negative_int, default=10_000)
     parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=T.Config.recalibrate_bn)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/tune/<spec>-<settings>)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -116,19 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         for spec, ms in time_steps(args.spec, args.batch_size).items():
             params = sum(p.numel() for p in build(spec).parameters())
             print(f"{spec:<28} {params:>6,} parameters  {ms:6.1f} ms per step of {args.batch_size} "
-                  f"({torch.get_num_threads()} threads) -> {ms * 60_000 / args.batch_size / 1000:5.1f} s per 60k images")
+                  f"({torch.get_num_threads()} threads) -> {ms * 60_000 / args.batch_size / 1000:5.1f} s "
+                  "per 60k images")
         return 0
     if len(args.spec) != 1:
         parser.error("train one candidate at a time (several only with --time)")
     args.spec = args.spec[0]
-    models.MODELS["candidate"] = lambda: build(args.spec, args.dropout)
     cfg = T.Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout,
                    recalibrate_bn=args.recalibrate_bn)
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
-    out = Path(args.out) if args.out else ROOT / "runs" / "tune" / name
-    metrics = T.train(cfg, out, progress=False, overwrite=True, log=lambda *_: None)
+    out = Path(args.out) if args.out else T.REPO_ROOT / "runs" / "tune" / name
+    metrics = T.train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
+                      log=lambda *_: None)
     last = metrics["history"][-1]
     row = {"spec": args.spec, "seed": args.seed, "dropout": args.dropout, "lr": args.lr,
            "batch_size": args.batch_size, "weight_decay": args.weight_decay, "params": metrics["params"],

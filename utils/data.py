@@ -241,5 +241,5 @@ if __name__ == "__main__":
     try:
         path = ensure_mnist(args.root, verbose=True)
     except MNISTDataError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     print(f"MNIST ready and verified (MD5) in {path}")

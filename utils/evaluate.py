@@ -9,8 +9,9 @@ import sys
 
 import torch
 
+from .cli import DEVICES, Parser
 from .models import build_model
-from .train import Config, RunError, _Parser, evaluate, load_checkpoint, load_device_data, resolve_device
+from .train import Config, RunError, evaluate, load_checkpoint, load_device_data, resolve_device
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
@@ -48,9 +49,9 @@ def evaluate_checkpoint(path, device: str = "auto") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m utils.evaluate", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m utils.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     args = parser.parse_args(argv)
     try:
         r = evaluate_checkpoint(args.run, args.device)

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from . import augment  # noqa: E402
+from .cli import GOAL  # noqa: E402
 from .summary import layer_table  # noqa: E402
-from .train import GOAL  # noqa: E402
 
 DPI = 80  # small figures keep each executed notebook well under 1 MB
 
@@ -41,7 +41,7 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: i
     n = min(n, len(images))
     rows = max(1, math.ceil(n / cols))
     fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 0.95), squeeze=False)
-    for ax, img, label in zip(axes.flat, images[:n], labels[:n]):
+    for ax, img, label in zip(axes.flat, images[:n], labels[:n], strict=False):  # the grid may have spare cells
         ax.imshow(_image(img), cmap="gray_r")
         ax.set_title(str(int(label)), fontsize=9)
     for ax in axes.flat:
@@ -142,7 +142,7 @@ def misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: torch
     wrong = wrong_all[:n]
     rows = max(1, math.ceil(len(wrong) / cols))
     fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 1.0), squeeze=False)
-    for ax, i in zip(axes.flat, wrong.tolist()):
+    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):  # the grid may have spare cells
         ax.imshow(_image(images[i]), cmap="gray_r")
         ax.set_title(f"{int(labels[i])}→{int(predictions[i])}", fontsize=9, color="crimson")
     for ax in axes.flat:
@@ -186,7 +186,8 @@ def architecture(model: torch.nn.Module, title: str = ""):
     groups: list[list] = []
     for row in layer_table(model):
         in_head = row.name.startswith("head.")
-        if not groups or (row.kind == "Conv2d" and not in_head) or (in_head and not groups[-1][0].name.startswith("head.")):
+        if (not groups or (row.kind == "Conv2d" and not in_head)
+                or (in_head and not groups[-1][0].name.startswith("head."))):
             groups.append([row])
         else:
             groups[-1].append(row)

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 from . import augment, data
 from .augment import DEGREES, TRANSLATE
+from .cli import DEVICES, GOAL, Parser, non_negative_int, positive_float, positive_int
 from .fsutil import atomic_write, atomic_write_json
 from .models import MODELS, build_model
 from .summary import count_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GOAL = 99.40  # percent, at the final epoch
 
 
 @dataclass
@@ -86,8 +86,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
     return torch.device(name)
 
 
@@ -241,7 +241,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: i
         m.train()
     for i in range(0, x.shape[0], batch_size):
         model(x[i : i + batch_size])
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
 
@@ -321,17 +321,21 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` or its checkpoint.pt")
+        raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` "
+                       "or its checkpoint.pt")
     try:
         return torch.load(ckpt, map_location=map_location, weights_only=False)
     except Exception as exc:  # truncated or foreign file
         raise RunError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__}); start a new run instead") from exc
 
 
-def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
-          progress: bool = True, overwrite: bool = False, log=print) -> dict:
+def train(cfg: Config | None = None, out: str | Path | None = None, *, model=None,
+          resume: str | Path | None = None, progress: bool = True, overwrite: bool = False, log=print) -> dict:
     """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict.
 
+    ``model``: a network (an ``nn.Module``) or a zero-argument function that builds one, to try an
+    architecture without adding it to ``utils.models.MODELS``; ``cfg.model`` then only names the run.
+    A builder is called after seeding, so its weights follow ``cfg.seed``.
     ``overwrite=True`` replaces an earlier run in ``out`` (the notebooks use it on re-execution)."""
     if resume is not None:
         out = Path(resume)
@@ -342,7 +346,8 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
         state = load_checkpoint(out)
         saved = Config(**state["config"])
         if cfg is not None and cfg.model != saved.model:
-            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; drop --model or pick another folder")
+            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; "
+                           "drop --model or pick another folder")
         cfg = saved
     else:
         cfg = cfg or Config()
@@ -353,7 +358,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
                 (out / name).unlink(missing_ok=True)
         if (out / "checkpoint.pt").exists():
             raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    if cfg.model not in MODELS:
+    if model is None and cfg.model not in MODELS:
         raise RunError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}")
     if cfg.epochs <= 0 or cfg.batch_size <= 0:
         raise RunError(f"epochs and batch size must be positive (got {cfg.epochs}, {cfg.batch_size})")
@@ -361,7 +366,11 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    if model is None:
+        model = build_model(cfg.model)
+    elif not isinstance(model, torch.nn.Module):
+        model = model()
+    model = model.to(device).to(memory_format=torch.channels_last)
     dd = load_device_data(cfg, device)
     n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
     opt, sched = make_optimizer(cfg, model, n_steps)
@@ -482,66 +491,38 @@ def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], met
     atomic_write_json(out / "metrics.json", metrics)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments end in one line on stderr and exit status 2, without the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text} (the final recipe peaks at 0.1)")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=list(MODELS), default=None, help="teaching step (default: final)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"peak LR (onecycle) or fixed LR (constant); default: the step's recipe ({d.lr:g} for final)")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS",
+                   help=f"cross-entropy label smoothing (default: {d.label_smoothing:g})")
     p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=d.recalibrate_bn,
-                   help="recompute BatchNorm statistics on 10,000 clean training images before each evaluation")
-    p.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights per step (0: off)")
-    p.add_argument("--degrees", type=float, default=d.degrees, help="augmentation: rotation range (+-degrees)")
-    p.add_argument("--translate", type=float, default=d.translate, help="augmentation: shift range (fraction)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
-    p.add_argument("--train-subset", type=non_negative_int, default=0, help="train on the first N images only (0: all)")
-    p.add_argument("--holdout", type=non_negative_int, default=0,
-                   help="hold out the last N training images as a validation set (for tuning; never tune on test)")
-    p.add_argument("--data-root", default=d.data_root)
-    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-seed<seed>-<time>)")
+                   help="recompute BatchNorm statistics on 10,000 clean training images before each evaluation "
+                        f"(default: {'on' if d.recalibrate_bn else 'off'})")
+    p.add_argument("--ema", type=float, default=d.ema, metavar="DECAY",
+                   help=f"EMA of the weights with this decay per step; 0 is off (default: {d.ema:g})")
+    p.add_argument("--degrees", type=float, default=d.degrees,
+                   help=f"augmentation: rotation range, +-degrees (default: {d.degrees:g})")
+    p.add_argument("--translate", type=float, default=d.translate, metavar="FRACTION",
+                   help=f"augmentation: shift range, a fraction of the image size (default: {d.translate:g})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
+    p.add_argument("--device", choices=DEVICES, default=d.device, help=f"default: {d.device}")
+    p.add_argument("--train-subset", type=non_negative_int, default=0, metavar="N",
+                   help="train on the first N images only (default: 0, all)")
+    p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
+                   help="hold out the last N training images as a validation set, for tuning; never tune on test "
+                        "(default: 0)")
+    p.add_argument("--data-root", default=d.data_root, metavar="DIR",
+                   help="where MNIST is kept (default: data/, or $MNIST_ROOT)")
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run folder (default: runs/<model>-seed<seed>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
@@ -553,8 +534,8 @@ def config_from_args(args) -> Config:
                                         augment=args.augment).items() if v is not None}
     return recipe(args.model or "final", epochs=args.epochs, seed=args.seed, device=args.device,
                   train_subset=args.train_subset, holdout=args.holdout, data_root=args.data_root,
-                  recalibrate_bn=args.recalibrate_bn, label_smoothing=args.label_smoothing, ema=args.ema, degrees=args.degrees, translate=args.translate,
-                  **overrides)
+                  recalibrate_bn=args.recalibrate_bn, label_smoothing=args.label_smoothing, ema=args.ema,
+                  degrees=args.degrees, translate=args.translate, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The default recipe on several seeds: one honest number per seed, at the final epoch.
 
-    python -m utils.seeds --seeds 1 2 3 4 5
+    python -m tools.seeds --seeds 1 2 3 4 5
 
 Each seed trains into runs/seeds/seed<N> (an unfinished run there is resumed, a finished one is
 reused). The summary goes to results/seeds.json, which the README table is generated from.
@@ -12,8 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from .fsutil import atomic_write_json
-from .train import GOAL, REPO_ROOT, RunError, _Parser, load_checkpoint, recipe, train, versions
+from utils.cli import DEVICES, GOAL, Parser
+from utils.fsutil import atomic_write_json
+from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, train, versions
 
 
 def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
@@ -45,12 +46,18 @@ def summarize(runs: list[dict]) -> dict:
         "max": max(accs),
         "at_or_above_goal": sum(a >= GOAL for a in accs),
         "versions": versions(),
-        "command": "python -m utils.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
+        "command": "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
     }
 
 
+def reproduce(summary: dict) -> str:
+    """The command that trains these seeds again (the stored one may name the module by an older path)."""
+    return "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in summary["runs"])
+
+
 def markdown_table(summary: dict) -> str:
-    lines = ["| seed | final test accuracy (epoch 15) | parameters | epochs | wall (s) |",
+    last_epoch = max(r["epochs"] for r in summary["runs"])
+    lines = [f"| seed | final test accuracy (epoch {last_epoch}) | parameters | epochs | wall (s) |",
              "|---:|---:|---:|---:|---:|"]
     for r in summary["runs"]:
         lines.append(f"| {r['seed']} | {r['final_test_accuracy']:.2f}% | {r['params']:,} | {r['epochs']} | "
@@ -59,14 +66,14 @@ def markdown_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"{summary['at_or_above_goal']} of {len(summary['runs'])} seeds reach ≥ {summary['goal']:.2f}% "
                  f"at the final epoch (min {summary['min']:.2f}%, max {summary['max']:.2f}%). "
-                 f"Device: {summary['runs'][0]['device']}. Command: `{summary['command']}`.")
+                 f"Device: {summary['runs'][0]['device']}. Command: `{reproduce(summary)}`.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m utils.seeds", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"))
     parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"))
     parser.add_argument("--no-progress", action="store_true")

@@ -1,11 +1,11 @@
 """Regenerate the README's result tables and figures from stored results, so no number in it is typed.
 
-    python -m utils.report          # rewrite the generated blocks of README.md and results/figures/
-    python -m utils.report --check  # exit 1 if README.md or a figure is out of date
+    python -m tools.report          # rewrite the generated blocks of README.md and results/figures/
+    python -m tools.report --check  # exit 1 if README.md or a figure is out of date
 
 Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``:
 ``steps`` from the executed notebooks, ``seeds`` from results/seeds.json, ``speed`` from
-bench/results/*.json, ``architecture`` from the model itself. The figures: the final architecture
+results/bench/*.json, ``architecture`` from the model itself. The figures: the final architecture
 (from the model) and the training curves of the five seeds (from results/seeds.json).
 """
 from __future__ import annotations
@@ -15,21 +15,23 @@ import re
 import sys
 from pathlib import Path
 
-from .fsutil import atomic_write
-from .train import REPO_ROOT, _Parser
+from utils.cli import Parser
+from utils.fsutil import atomic_write
+from utils.models import STEPS
+from utils.train import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 SEEDS = REPO_ROOT / "results" / "seeds.json"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
 NOTEBOOKS = REPO_ROOT / "notebooks"
-STEPS = [
-    ("01_baseline", "baseline", "plain convolutions, dense head"),
-    ("02_batchnorm", "batchnorm", "+ BatchNorm"),
-    ("03_dropout", "dropout", "+ Dropout"),
-    ("04_gap", "gap", "1x1 conv + global average pooling instead of the dense head"),
-    ("05_augmentation", "final", "+ augmentation and one-cycle LR schedule"),
-]
+CHANGES = {  # model -> what its step changes, for the README's steps table (order: utils.models.STEPS)
+    "baseline": "plain convolutions, dense head",
+    "batchnorm": "+ BatchNorm",
+    "dropout": "+ Dropout",
+    "gap": "1x1 conv + global average pooling instead of the dense head",
+    "final": "+ augmentation and one-cycle LR schedule",
+}
 
 
 def notebook_result(path: Path) -> dict | None:
@@ -50,7 +52,8 @@ def notebook_result(path: Path) -> dict | None:
 def steps_block() -> str:
     rows = ["| step | notebook | change | parameters | best train acc. | final test acc. | epochs |",
             "|---:|---|---|---:|---:|---:|---:|"]
-    for i, (stem, _model, change) in enumerate(STEPS, 1):
+    for i, (stem, model) in enumerate(STEPS.items(), 1):
+        change = CHANGES[model]
         r = notebook_result(NOTEBOOKS / f"{stem}.ipynb")
         link = f"[{stem}.ipynb](notebooks/{stem}.ipynb)"
         if r is None:
@@ -61,7 +64,7 @@ def steps_block() -> str:
     rows.append("")
     rows.append("Numbers are the stored outputs of each notebook's Result cell (final epoch, seed 1, this "
                 "repository's 2-core CPU). `make notebooks` re-runs the five notebooks and regenerates this table; "
-                "`python -m utils.report` regenerates it from the stored notebooks.")
+                "`python -m tools.report` regenerates it from the stored notebooks.")
     return "\n".join(rows)
 
 
@@ -76,7 +79,7 @@ def seeds_block() -> str:
 
 
 def speed_block() -> str:
-    files = sorted((REPO_ROOT / "bench" / "results").glob("*.json"))
+    files = sorted((REPO_ROOT / "results" / "bench").glob("*.json"))
     if not files:
         return "_Not measured yet: run `make bench`._"
     from .bench import speed_markdown
@@ -85,8 +88,8 @@ def speed_block() -> str:
 
 
 def architecture_block() -> str:
-    from .models import build_model
-    from .summary import describe
+    from utils.models import build_model
+    from utils.summary import describe
 
     return ("![The final network](results/figures/architecture.png)\n\n"
             "Computed from the code by `utils.summary.describe(build_model(\"final\"))` "
@@ -96,14 +99,15 @@ def architecture_block() -> str:
 
 def figures() -> dict:
     """File name in results/figures/ -> a function drawing that figure from the code and stored results."""
-    from . import plots
-    from .models import build_model
+    from utils import plots
+    from utils.models import build_model
 
     def seeds_curves():
         runs = json.loads(SEEDS.read_text())["runs"]
         first, rest = runs[0], runs[1:]
+        title = f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)"
         return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
-                                     title=f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)")
+                                     title=title)
 
     out = {"architecture.png": lambda: plots.architecture(build_model("final"))}
     if SEEDS.exists():
@@ -132,7 +136,7 @@ def stale_figures(folder: Path = FIGURES) -> list[str]:
 def write_figures(folder: Path = FIGURES) -> None:
     import matplotlib.pyplot as plt
 
-    from . import plots
+    from utils import plots
 
     for name, draw in figures().items():
         fig = draw()
@@ -147,12 +151,12 @@ def render(text: str) -> str:
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
         if pattern.search(text):
-            text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+            text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m utils.report", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m tools.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = parser.parse_args(argv)
     old = README.read_text()
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = (["README.md"] if new != old else []) + [f"results/figures/{n}" for n in stale_figures()]
         if stale:
-            print(f"out of date: {', '.join(stale)}; run `python -m utils.report`", file=sys.stderr)
+            print(f"out of date: {', '.join(stale)}; run `python -m tools.report`", file=sys.stderr)
             return 1
         print("README.md and its figures are up to date")
         return 0

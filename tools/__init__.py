@@ -1,0 +1,1 @@
+"""Record-keeping beside the course: benchmark, seed sweep, README generation, model selection."""
