@@ -72,11 +72,13 @@ def markdown_table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"))
-    parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"))
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], metavar="N", help="default: 1 2 3 4 5")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
+    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"), metavar="DIR",
+                        help="one run folder per seed in here (default: runs/seeds)")
+    parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"), metavar="FILE",
+                        help="the summary the README table is made from (default: results/seeds.json)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     runs = []
     try:
