@@ -2,21 +2,11 @@
 import json
 
 from utils import report
-from utils.models import build_model
-from utils.summary import count_parameters
 
 
 def test_readme_tables_are_regenerated_from_stored_results():
     text = report.README.read_text()
     assert report.render(text) == text, "README.md is stale: run `python -m utils.report`"
-
-
-def test_steps_table_holds_each_notebooks_stored_result():
-    block = report.steps_block()
-    for stem, model, _ in report.STEPS:
-        r = report.notebook_result(report.NOTEBOOKS / f"{stem}.ipynb")
-        assert r is not None, f"{stem} has no stored Result"
-        assert f"{r['final_test_accuracy']:.2f}%" in block and f"{count_parameters(build_model(model)):,}" in block
 
 
 def test_seeds_table_lists_every_seed():
@@ -29,7 +19,8 @@ def test_seeds_table_lists_every_seed():
 
 
 def test_figures_are_drawn_from_the_code_and_the_stored_results():
-    assert set(report.figures()) == {"architecture.png", "seeds_curves.png"}
+    steps = {"steps.png"} if report.STEPS_JSON.exists() else set()  # drawn once `make steps` has run
+    assert set(report.figures()) == {"architecture.png", "seeds_curves.png"} | steps
     assert report.stale_figures() == [], "a figure in results/figures/ is stale: run `python -m utils.report`"
 
 
