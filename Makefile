@@ -11,17 +11,18 @@ SEEDS  ?= 1 2 3 4 5
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: train test data setup seeds bench lab notebooks readme clean help
+.PHONY: train test data setup seeds steps bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
+	@echo "make steps   every teaching step on seeds $(SEEDS) with the shared recipe, summary in results/steps.json (resumable)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
-	@echo "make notebooks  re-execute the five notebooks (full runs, about 8 minutes on 2 cores)"
+	@echo "make notebooks  execute the five notebooks in place, in order, with their full parameters (run make steps first)"
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,14 +45,18 @@ test: data
 seeds: data
 	$(PY) -m utils.seeds --seeds $(SEEDS)
 
+steps: data
+	$(PY) -m tools.steps --seeds $(SEEDS)
+
 bench: data
 	$(PY) -m utils.bench $(BENCH_ARGS)
 
-# Regenerate the five notebooks and execute them in order with their full default parameters
-# (outputs stored in place), then regenerate the README tables from them.
+# Execute the five notebooks in place, in order, with their full parameters (nbclient, no papermill
+# cell; metadata as JupyterLab saves it), then check the numbers their prose quotes. The seed
+# tables in them read results/steps.json, so run `make steps` first.
 notebooks: data
-	$(PY) tools/make_notebooks.py --execute
-	$(PY) -m utils.report
+	$(PY) -m tools.execute_notebooks
+	$(PY) -m tools.quoted_numbers
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
