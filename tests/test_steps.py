@@ -112,6 +112,6 @@ def test_seed_table_prints_this_step_and_the_one_before(sweep, capsys, tmp_path)
     before, now = summary["steps"][1], summary["steps"][2]
     assert "01_baseline" not in out and course.step_row(before) in out and course.step_row(now) in out
     assert f"test accuracy {now['test_accuracy']['mean'] - before['test_accuracy']['mean']:+.2f} points" in out
-    assert "other settings" in out, "a tiny sweep is not the recipe in the code: the table says so"
+    assert "other settings" in out and "epochs=1 (the code: " in out, "a tiny sweep is not the recipe: it says so"
     course.seed_table("01_baseline", tmp_path / "none.json")
     assert "not found: `make steps`" in capsys.readouterr().out

@@ -272,11 +272,12 @@ def step_header(summary: dict) -> str:
 
 def stale_warning(summary: dict) -> str | None:
     """A line when results/steps.json was trained with other settings than the recipe in the code now."""
-    shared = {k: v for k, v in recipe_settings("final").items() if k != "augment"}
+    shared = {**{k: v for k, v in recipe_settings("final").items() if k != "augment"}, "train_subset": 0}
     stored = {k: summary["config"].get(k) for k in shared}
-    if stored != shared:
-        return (f"note: {shown_path(STEPS_JSON)} was made with other settings than utils.train.Config now "
-                "({stored}); re-run `make steps`".format(stored=", ".join(f"{k}={v!r}" for k, v in stored.items())))
+    differ = [f"{k}={stored[k]!r} (the code: {v!r})" for k, v in shared.items() if stored[k] != v]
+    if differ:
+        return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.train now: "
+                f"{', '.join(differ)}; re-run `make steps`")
     return None
 
 
