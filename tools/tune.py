@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-decay", type=float, default=T.Config.weight_decay)
     parser.add_argument("--epochs", type=int, default=T.Config.epochs)
     parser.add_argument("--holdout", type=int, default=10_000)
+    parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=T.Config.recalibrate_bn)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/tune/<spec>-<settings>)")
     args = parser.parse_args(argv)
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args.spec = args.spec[0]
     models.MODELS["candidate"] = lambda: build(args.spec, args.dropout)
     cfg = T.Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout)
+                   weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout,
+                   recalibrate_bn=args.recalibrate_bn)
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
     out = Path(args.out) if args.out else ROOT / "runs" / "tune" / name

@@ -43,19 +43,24 @@ def apply_affine(images: torch.Tensor, theta: torch.Tensor, fill: float = 0.0) -
     return out + fill
 
 
-def random_affine_params(n: int, *, size: int = 28, generator: torch.Generator | None = None, device=None):
-    """Independent draws per image: angle in [-5, 5] degrees, whole-pixel shift, scale in [0.95, 1.05]."""
+def random_affine_params(n: int, *, size: int = 28, generator: torch.Generator | None = None, device=None,
+                         degrees: float = DEGREES, translate: float = TRANSLATE, scale: tuple = SCALE):
+    """Independent draws per image: angle in [-degrees, degrees], whole-pixel shift up to ``translate``
+    of the image size, scale in ``scale`` (defaults: 5 degrees, 5%, 0.95-1.05)."""
     def uniform(shape, low, high):
         return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
-    angle = uniform((n,), -DEGREES, DEGREES)
-    max_shift = TRANSLATE * size
-    translate = torch.round(uniform((n, 2), -max_shift, max_shift))
-    scale = uniform((n,), *SCALE)
-    return angle, translate, scale
+    angle = uniform((n,), -degrees, degrees)
+    max_shift = translate * size
+    shift = torch.round(uniform((n, 2), -max_shift, max_shift))
+    factor = uniform((n,), *scale)
+    return angle, shift, factor
 
 
-def random_affine(images: torch.Tensor, *, fill: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a batch (N, C, H, W) on its own device, a fresh random draw for every image."""
-    params = random_affine_params(images.shape[0], size=images.shape[-1], generator=generator, device=images.device)
+def random_affine(images: torch.Tensor, *, fill: float = 0.0, generator: torch.Generator | None = None,
+                  **ranges) -> torch.Tensor:
+    """Augment a batch (N, C, H, W) on its own device, a fresh random draw for every image.
+    ``ranges``: ``degrees``, ``translate``, ``scale`` as in :func:`random_affine_params`."""
+    params = random_affine_params(images.shape[0], size=images.shape[-1], generator=generator, device=images.device,
+                                  **ranges)
     return apply_affine(images, affine_theta(*params, size=images.shape[-1]), fill=fill)

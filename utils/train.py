@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import augment, data
+from .augment import DEGREES, TRANSLATE
 from .fsutil import atomic_write, atomic_write_json
 from .models import MODELS, build_model
 from .summary import count_parameters
@@ -45,6 +46,11 @@ class Config:
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # "onecycle" or "constant"
     augment: bool = True
+    degrees: float = DEGREES  # augmentation: rotation range, +-degrees
+    translate: float = TRANSLATE  # augmentation: shift range, fraction of the image size
+    label_smoothing: float = 0.0
+    recalibrate_bn: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); if on, it is the final model
     seed: int = 1
     device: str = "auto"
     train_subset: int = 0  # use only the first N training images (0: all 60,000); for quick runs
@@ -147,6 +153,16 @@ def make_optimizer(cfg: Config, model: torch.nn.Module, steps_per_epoch: int):
     return opt, sched
 
 
+def make_average(cfg: Config, model: torch.nn.Module):
+    """An exponential moving average of the weights (and BatchNorm statistics), updated after every step,
+    or None when ``cfg.ema`` is 0. When on, the averaged network is the final model."""
+    if not cfg.ema:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+
 def lr_curve(cfg: Config, steps_per_epoch: int) -> list[float]:
     """The LR at every optimisation step of a run with ``cfg``, computed by the real scheduler."""
     model = torch.nn.Linear(1, 1)
@@ -170,7 +186,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=None) -> tuple[float, float]:
+def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=None,
+                average=None) -> tuple[float, float]:
     """One pass over the training tensors; returns (mean loss, accuracy %). One host sync, at the end."""
     model.train()
     device = dd.train_x.device
@@ -186,19 +203,48 @@ def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=
         idx = order[step * batch : (step + 1) * batch]
         x, y = dd.train_x[idx], dd.train_y[idx]
         if cfg.augment:
-            x = augment.random_affine(x, fill=BACKGROUND, generator=gen).contiguous(memory_format=torch.channels_last)
+            x = augment.random_affine(x, fill=BACKGROUND, generator=gen, degrees=cfg.degrees,
+                                      translate=cfg.translate).contiguous(memory_format=torch.channels_last)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if average is not None:
+            average.update_parameters(model)
         loss_sum += loss.detach() * y.shape[0]
         correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]
         if bar is not None:
             bar.update(1)
     return (loss_sum / seen).item(), 100.0 * correct.item() / seen
+
+
+RECALIBRATION_IMAGES = 10_000
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> None:
+    """Recompute every BatchNorm's running mean and variance as the plain average over ``x``.
+
+    During training the running statistics follow the last few augmented mini-batches (momentum 0.1);
+    the network is then judged on clean images. Averaging over clean training images, with dropout
+    off, gives it the statistics of the images it is evaluated on. Weights are untouched."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    for i in range(0, x.shape[0], batch_size):
+        model(x[i : i + batch_size])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 @torch.inference_mode()
@@ -348,15 +394,19 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
     n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
     opt, sched = make_optimizer(cfg, model, n_steps)
     arch = architecture_id(model)
+    average = make_average(cfg, model)
+    final_model = model if average is None else average.module  # what is evaluated and reported
     history: list[dict] = []
     wall_before = 0.0
     if state is not None:
         if state.get("architecture", arch) != arch:
             raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
                            "defines now; start a new run instead")
-        model.load_state_dict(state["model_state"])
+        model.load_state_dict(state.get("training_state", state["model_state"]))
         opt.load_state_dict(state["optimizer_state"])
         sched.load_state_dict(state["scheduler_state"])
+        if average is not None:
+            average.load_state_dict(state["average_state"])
         history = state["history"]
         wall_before = state["wall_seconds"]
         log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
@@ -374,18 +424,20 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             lr = opt.param_groups[0]["lr"]
-            train_loss, train_acc = train_epoch(model, opt, sched, dd, cfg, epoch, bar)
-            test = evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+            train_loss, train_acc = train_epoch(model, opt, sched, dd, cfg, epoch, bar, average)
+            if cfg.recalibrate_bn:
+                recalibrate_batchnorm(final_model, dd.train_x[:RECALIBRATION_IMAGES], cfg.eval_batch_size)
+            test = evaluate(final_model, dd.test_x, dd.test_y, cfg.eval_batch_size)
             row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                    "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr}
             if dd.val_x is not None:
-                val = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size)
+                val = evaluate(final_model, dd.val_x, dd.val_y, cfg.eval_batch_size)
                 row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             wall = wall_before + time.perf_counter() - start
             metrics = make_metrics(cfg, params, history, wall, device, out, arch)
-            save_run(out, model, opt, sched, cfg, history, metrics)
+            save_run(out, model, opt, sched, cfg, history, metrics, average)
             # Tuning on a validation split shows the validation numbers, not the test numbers: what is
             # not on screen cannot steer a choice. The test set is still scored into metrics.json.
             split = "val" if dd.val_x is not None else "test"
@@ -427,13 +479,21 @@ def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, dev
     }
 
 
-def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], metrics: dict) -> None:
-    """Checkpoint first, then metrics, each atomically: a kill leaves the previous epoch's pair."""
+def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], metrics: dict, average=None) -> None:
+    """Checkpoint first, then metrics, each atomically: a kill leaves the previous epoch's pair.
+
+    ``model_state`` holds the weights that are evaluated and reported: the averaged ones when
+    ``cfg.ema`` is on (the live training weights are then kept as ``training_state`` for --resume)."""
+    final = model if average is None else average.module
     ckpt = {
         "model": cfg.model,
         "architecture": metrics["architecture"],
         "config": dataclasses.asdict(cfg),
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": {k: v.detach().cpu() for k, v in final.state_dict().items()},
+        **({} if average is None else {
+            "training_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "average_state": {k: v.detach().cpu() for k, v in average.state_dict().items()},
+        }),
         "optimizer_state": opt.state_dict(),
         "scheduler_state": sched.state_dict(),
         "history": history,
@@ -490,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=None, help="peak LR (onecycle) or fixed LR (constant); default: recipe")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=d.recalibrate_bn,
+                   help="recompute BatchNorm statistics on 10,000 clean training images before each evaluation")
+    p.add_argument("--ema", type=float, default=d.ema, help="EMA decay of the weights per step (0: off)")
+    p.add_argument("--degrees", type=float, default=d.degrees, help="augmentation: rotation range (+-degrees)")
+    p.add_argument("--translate", type=float, default=d.translate, help="augmentation: shift range (fraction)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     p.add_argument("--train-subset", type=non_negative_int, default=0, help="train on the first N images only (0: all)")
@@ -507,7 +573,9 @@ def config_from_args(args) -> Config:
     overrides = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                                         augment=args.augment).items() if v is not None}
     return recipe(args.model or "final", epochs=args.epochs, seed=args.seed, device=args.device,
-                  train_subset=args.train_subset, holdout=args.holdout, data_root=args.data_root, **overrides)
+                  train_subset=args.train_subset, holdout=args.holdout, data_root=args.data_root,
+                  recalibrate_bn=args.recalibrate_bn, label_smoothing=args.label_smoothing, ema=args.ema, degrees=args.degrees, translate=args.translate,
+                  **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
