@@ -39,7 +39,7 @@ class Config:
     """Everything that defines a run. Defaults are the final recipe; RECIPES adjusts the earlier steps."""
 
     model: str = "final"
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9
     lr: float = 0.1  # the peak LR for "onecycle", the fixed LR for "constant"
@@ -49,7 +49,7 @@ class Config:
     degrees: float = DEGREES  # augmentation: rotation range, +-degrees
     translate: float = TRANSLATE  # augmentation: shift range, fraction of the image size
     label_smoothing: float = 0.0
-    recalibrate_bn: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
+    recalibrate_bn: bool = True  # recompute BatchNorm statistics on clean training images before each evaluation
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); if on, it is the final model
     seed: int = 1
     device: str = "auto"
