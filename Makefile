@@ -11,7 +11,7 @@ SEEDS  ?= 1 2 3 4 5
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: train test test-fast lint data setup seeds bench lab notebooks readme clean help
+.PHONY: train test test-fast lint data setup seeds steps bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -20,10 +20,11 @@ help:
 	@echo "make test-fast  the tests without real training (pytest -m 'not slow'), under a minute"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
+	@echo "make steps   every teaching step on seeds $(SEEDS) with the shared recipe, summary in results/steps.json (resumable)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
-	@echo "make notebooks  re-execute the five notebooks (full runs, about 8 minutes on 2 cores)"
+	@echo "make notebooks  execute the five notebooks in place, in order, with their full parameters (run make steps first)"
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,13 +55,18 @@ lint: $(STAMP)
 seeds: data
 	$(PY) -m tools.seeds --seeds $(SEEDS)
 
+steps: data
+	$(PY) -m tools.steps --seeds $(SEEDS)
+
 bench: data
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
-# Regenerate the five notebooks and execute them in order with their full default parameters
-# (outputs stored in place), then regenerate the README tables from them.
+# Execute the five notebooks in place, in order, with their full parameters (nbclient, no papermill
+# cell; metadata as JupyterLab saves it), then check the numbers their prose quotes. The seed
+# tables in them read results/steps.json, so run `make steps` first.
 notebooks: data
-	$(PY) tools/make_notebooks.py --execute
+	$(PY) -m tools.execute_notebooks
+	$(PY) -m tools.quoted_numbers
 	$(PY) -m tools.report
 
 lab: data

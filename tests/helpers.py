@@ -11,16 +11,6 @@ from utils.train import Config, recipe
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` (a script, not a package) as a module, for tests to call into."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def cli_env() -> dict:
     """Environment for the command-line subprocesses (one OpenMP thread, see one_cpu_thread)."""
     return {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from utils.cli import MAX_PARAMS
-from utils.models import MODELS, build_model
+from utils.models import DROPOUT, MODELS, STEPS, build_model
 from utils.summary import count_parameters, layer_table
 
 NAMES = list(MODELS)
@@ -99,6 +99,49 @@ def test_each_step_is_one_visible_change():
     assert count_parameters(build_model("gap")) < count_parameters(build_model("dropout"))
 
 
+def test_steps_keep_the_layer_order_of_the_step_before():
+    """Each step is the previous one with layers inserted (BatchNorm, Dropout) or the head swapped:
+    the layers both share appear in the same order, with the same shapes."""
+    def layers(name, part):
+        return [repr(m).replace(", bias=False", "") for m in getattr(build_model(name), part)]
+
+    without_bn = [x for x in layers("batchnorm", "features") if not x.startswith("BatchNorm2d")]
+    assert without_bn == layers("baseline", "features")
+    assert [x for x in layers("dropout", "features") if not x.startswith("Dropout")] == layers("batchnorm", "features")
+    assert layers("gap", "features") == layers("dropout", "features")
+    assert layers("gap", "head") != layers("dropout", "head")
+
+
+def test_conv_bias_only_where_no_batchnorm_follows():
+    for name in NAMES:
+        model = build_model(name)
+        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        for conv in (m for m in model.features if isinstance(m, nn.Conv2d)):
+            assert (conv.bias is None) == has_bn, name
+
+
+def test_one_dropout_rate_for_steps_3_to_5():
+    for name in ("dropout", "gap", "final"):
+        rates = {m.p for m in build_model(name).modules() if isinstance(m, nn.Dropout)}
+        assert rates == {DROPOUT}, name
+
+
+def test_step_5_is_the_step_4_network():
+    """Step 5 changes the training only: the same layers and, for a seed, the same initial weights."""
+    final, gap = build_model("final"), build_model("gap")
+    assert repr(final.features) == repr(gap.features) and repr(final.head) == repr(gap.head)
+    torch.manual_seed(7)
+    a = build_model("gap").state_dict()
+    torch.manual_seed(7)
+    b = build_model("final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_steps_name_a_model_each_in_course_order():
+    assert list(STEPS.values()) == list(MODELS)
+    assert [int(stem[:2]) for stem in STEPS] == [1, 2, 3, 4, 5]
+
+
 def test_unknown_model_name_lists_the_choices():
     with pytest.raises(ValueError, match="baseline, batchnorm, dropout, gap, final"):
         build_model("resnet")
@@ -162,7 +205,7 @@ def test_the_tuned_candidate_is_the_final_model():
     from tools import tune
 
     torch.manual_seed(3)
-    candidate = tune.build("q10 12 16 d 16 16 d", dropout=0.05)
+    candidate = tune.build("q10 12 16 d 16 16 d", dropout=DROPOUT)
     torch.manual_seed(3)
     final = build_model("final")
     assert [repr(m) for m in candidate.modules()][1:] == [repr(m) for m in final.modules()][1:]

@@ -222,10 +222,13 @@ def test_one_cycle_works_for_the_shortest_runs(epochs, steps):
     assert len(lrs) == epochs * steps and all(0 < lr <= 0.1 for lr in lrs)
 
 
-def test_earlier_steps_use_a_constant_lr():
+def test_every_step_trains_with_the_final_recipe_and_only_step_5_augments():
+    final = dataclasses.asdict(T.recipe("final"))
     for name in ("baseline", "batchnorm", "dropout", "gap"):
-        cfg = T.recipe(name, epochs=2)
-        assert T.lr_curve(cfg, 10) == [cfg.lr] * 20, name
+        cfg = dataclasses.asdict(T.recipe(name))
+        assert cfg["augment"] is False and final["augment"] is True
+        assert {k: v for k, v in cfg.items() if k not in ("model", "augment")} == \
+            {k: v for k, v in final.items() if k not in ("model", "augment")}, name
 
 
 def test_resume_refuses_a_run_of_another_network(reference, tmp_path, monkeypatch):

@@ -1,1 +1,2 @@
-"""Record-keeping beside the course: benchmark, seed sweep, README generation, model selection."""
+"""Record-keeping beside the course, run as `python -m tools.<name>` from the repository root: benchmark,
+seed and step sweeps, README generation, model selection."""

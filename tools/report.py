@@ -4,7 +4,7 @@
     python -m tools.report --check  # exit 1 if README.md or a figure is out of date
 
 Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``:
-``steps`` from the executed notebooks, ``seeds`` from results/seeds.json, ``speed`` from
+``steps`` from results/steps.json, ``seeds`` from results/seeds.json, ``speed`` from
 results/bench/*.json, ``architecture`` from the model itself. The figures: the final architecture
 (from the model) and the training curves of the five seeds (from results/seeds.json).
 """
@@ -17,56 +17,48 @@ from pathlib import Path
 
 from utils.cli import Parser
 from utils.fsutil import atomic_write
-from utils.models import STEPS
 from utils.train import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 SEEDS = REPO_ROOT / "results" / "seeds.json"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
-NOTEBOOKS = REPO_ROOT / "notebooks"
-CHANGES = {  # model -> what its step changes, for the README's steps table (order: utils.models.STEPS)
-    "baseline": "plain convolutions, dense head",
-    "batchnorm": "+ BatchNorm",
-    "dropout": "+ Dropout",
-    "gap": "1x1 conv + global average pooling instead of the dense head",
-    "final": "+ augmentation and one-cycle LR schedule",
+STEPS_JSON = REPO_ROOT / "results" / "steps.json"
+CHANGES = {  # notebook stem -> what its step changes, for the README table
+    "01_baseline": "plain convolutions, dense head",
+    "02_batchnorm": "+ BatchNorm",
+    "03_dropout": "+ Dropout",
+    "04_gap": "global average pooling + 1x1 conv instead of the dense head",
+    "05_augmentation": "+ augmentation (same network as step 4)",
 }
 
 
-def notebook_result(path: Path) -> dict | None:
-    """The ``RESULT {...}`` JSON line that a notebook's Result cell printed, from its stored outputs."""
+def steps_block(path: Path = STEPS_JSON) -> str:
+    """The step table over seeds, from results/steps.json (python -m tools.steps), and its figure."""
     if not path.exists():
-        return None
-    nb = json.loads(path.read_text())
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            text = out.get("text", "")
-            text = "".join(text) if isinstance(text, list) else text
-            for line in text.splitlines():
-                if line.startswith("RESULT "):
-                    return json.loads(line[len("RESULT "):])
-    return None
-
-
-def steps_block() -> str:
-    rows = ["| step | notebook | change | parameters | best train acc. | final test acc. | epochs |",
-            "|---:|---|---|---:|---:|---:|---:|"]
-    for i, (stem, model) in enumerate(STEPS.items(), 1):
-        change = CHANGES[model]
-        r = notebook_result(NOTEBOOKS / f"{stem}.ipynb")
-        link = f"[{stem}.ipynb](notebooks/{stem}.ipynb)"
-        if r is None:
-            rows.append(f"| {i} | {link} | {change} | – | – | not run yet | – |")
-            continue
-        rows.append(f"| {i} | {link} | {change} | {r['params']:,} | {r['best_train_accuracy']:.2f}% | "
-                    f"{r['final_test_accuracy']:.2f}% | {r['epochs']} |")
-    rows.append("")
-    rows.append("Numbers are the stored outputs of each notebook's Result cell (final epoch, seed 1, this "
-                "repository's 2-core CPU). `make notebooks` re-runs the five notebooks and regenerates this table; "
-                "`python -m tools.report` regenerates it from the stored notebooks.")
+        return "_Not measured yet: run `make steps`._"
+    summary = json.loads(path.read_text())
+    cfg = summary["config"]
+    rows = ["| step | notebook | change | parameters | final test acc. mean ± std | min–max | "
+            "train − test gap mean ± std | gap min–max |",
+            "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for i, step in enumerate(summary["steps"], 1):
+        acc, gap = step["test_accuracy"], step["gap"]
+        stem = step["notebook"]
+        rows.append(f"| {i} | [{stem}.ipynb](notebooks/{stem}.ipynb) | {CHANGES.get(stem, '')} | {step['params']:,} | "
+                    f"{acc['mean']:.2f} ± {acc['std']:.2f}% | {acc['min']:.2f}–{acc['max']:.2f}% | "
+                    f"{gap['mean']:+.2f} ± {gap['std']:.2f} | {gap['min']:+.2f} to {gap['max']:+.2f} |")
+    subset = f", first {cfg['train_subset']:,} training images" if cfg.get("train_subset") else ""
+    rows += ["",
+             f"Every step trains with one recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
+             f"{cfg['optimizer']} (peak LR {cfg['lr']:g}, {cfg['schedule']} schedule){subset}; only step 5 "
+             f"augments. Seeds {', '.join(map(str, summary['seeds']))}; final epoch of each run (never the best). "
+             "The gap is the final epoch's train accuracy (measured during the epoch, in training mode) minus its "
+             f"test accuracy. Device: {summary['device']}, {summary['cpu']}; torch {summary['versions']['torch']}. "
+             f"Command: `{summary['command']}`; `python -m tools.report` regenerates this table and the figure.",
+             "",
+             "![Final test accuracy per step over seeds](results/figures/steps.png)"]
     return "\n".join(rows)
-
 
 
 def seeds_block() -> str:
@@ -110,6 +102,8 @@ def figures() -> dict:
                                      title=title)
 
     out = {"architecture.png": lambda: plots.architecture(build_model("final"))}
+    if STEPS_JSON.exists():
+        out["steps.png"] = lambda: plots.step_accuracy(json.loads(STEPS_JSON.read_text()))
     if SEEDS.exists():
         out["seeds_curves.png"] = seeds_curves
     return out

@@ -1,19 +1,36 @@
-"""Small helpers that keep the notebooks' code cells short: run folders, earlier steps, the Result block.
+"""What the notebooks call, so their code cells stay short: set-up, showing code, results.
 
-Nothing here trains or draws; it only finds and prints what a run stored.
+* ``setup`` is the one call at the top of every notebook: it picks the step's recipe, handles
+  quick mode, the run folder and threads, and chooses the notebook progress display.
+* ``show_model`` / ``show_diff`` / ``show_training_step`` / ``show_recipe_diff`` display the real
+  code from utils/ (read with ``inspect``), so what a student reads is what runs.
+* ``result``, ``compare``, ``seed_table`` and ``show_steps`` print what runs stored: a run's
+  metrics.json, and results/steps.json (every step on five seeds, written by ``python -m tools.steps``).
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 import json
 import os
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import GOAL, MAX_EPOCHS, MAX_PARAMS
-from .train import REPO_ROOT
+import torch
+from IPython.display import Markdown, display
 
-QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (nbval in CI), written under build/quick/
+from .cli import GOAL, MAX_EPOCHS, MAX_PARAMS
+from .models import MODELS, STEPS
+from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path
+
+QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
 NOTEBOOKS = REPO_ROOT / "notebooks"
+STEPS_JSON = REPO_ROOT / "results" / "steps.json"
+# Config fields that say how one run is carried out, not how the step trains: left out of recipe listings.
+RUN_FIELDS = ("model", "seed", "device", "train_subset", "holdout", "eval_batch_size", "data_root")
 
 
 def quick_mode() -> bool:
@@ -22,10 +39,161 @@ def quick_mode() -> bool:
 
 def run_folder(out_dir: str | os.PathLike) -> Path:
     """The run folder for a notebook's ``out_dir`` parameter: relative paths are taken from notebooks/
-    (where Jupyter, papermill --cwd notebooks and nbval run), so the result is the same from anywhere."""
+    (where Jupyter, nbclient and nbval run), so the result is the same from anywhere."""
     path = Path(out_dir).expanduser()
     return (path if path.is_absolute() else NOTEBOOKS / path).resolve()
 
+
+# --------------------------------------------------------------------------------------------------
+# Set-up and progress
+# --------------------------------------------------------------------------------------------------
+
+class NotebookProgress:
+    """Training progress in a notebook: one plain-text line such as ``baseline: epoch 3/10, step
+    120/390``, replaced in place a few times per epoch through an IPython display handle, so it
+    works in JupyterLab and Colab without widgets and leaves no stale bar or stderr behind."""
+
+    def __init__(self, desc: str, epochs: int, steps_per_epoch: int, done_epochs: int = 0, updates_per_epoch: int = 5):
+        self.desc, self.epochs, self.steps = desc, epochs, steps_per_epoch
+        self.done = done_epochs * steps_per_epoch
+        self.every = max(1, steps_per_epoch // updates_per_epoch)
+        self.handle = display(self.status(), raw=True, display_id=True)
+
+    def status(self) -> dict:
+        epoch = max(1, -(-self.done // self.steps))  # the epoch the last finished step belongs to
+        step = self.done - (epoch - 1) * self.steps
+        return {"text/plain": f"{self.desc}: epoch {epoch}/{self.epochs}, step {step}/{self.steps}"}
+
+    def update(self, steps: int = 1) -> None:
+        self.done += steps
+        if self.done % self.every == 0 or self.done % self.steps == 0:
+            self.handle.update(self.status(), raw=True)
+
+    def write(self, line: str) -> None:
+        print(line, flush=True)
+
+    def close(self) -> None:
+        """Replace the live line by what was done, so nothing in the output claims to be running."""
+        finished = self.done // self.steps
+        self.handle.update({"text/plain": f"{self.desc}: {finished}/{self.epochs} epochs done"}, raw=True)
+
+
+@dataclass
+class Run:
+    """What a notebook needs to train its step: ``train(run.cfg, run.dir, progress=run.progress)``."""
+
+    notebook: str
+    cfg: Config
+    dir: Path
+    device: torch.device
+    progress: type = NotebookProgress
+    quick: bool = False
+
+
+def setup(notebook: str, *, epochs: int | None = None, seed: int = 1, out_dir: str | os.PathLike | None = None,
+          device: str = "auto", threads: int | None = None) -> Run:
+    """The run for ``notebook`` (a stem of ``utils.models.STEPS``): the step's recipe from utils.train,
+    with ``epochs=None`` meaning the recipe's own number. Quick mode (``MNIST_COURSE_QUICK=1``) trains
+    one epoch on 2,000 images into build/quick/<notebook>, so it never replaces a real run.
+    ``threads`` sets torch's CPU threads (None: torch's default)."""
+    if notebook not in STEPS:
+        raise ValueError(f"unknown notebook {notebook!r}; choose one of: {', '.join(STEPS)}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    quick = quick_mode()
+    overrides = {"seed": seed, "device": device}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if quick:
+        overrides.update(epochs=QUICK_EPOCHS, train_subset=QUICK_SUBSET)
+        folder = REPO_ROOT / "build" / "quick" / notebook
+    else:
+        folder = run_folder(out_dir if out_dir is not None else f"../runs/{notebook}")
+    cfg = recipe(STEPS[notebook], **overrides)
+    dev = resolve_device(cfg.device)
+    images = f"the first {cfg.train_subset:,}" if cfg.train_subset else "all 60,000"
+    epochs_text = f"{cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}"
+    print(f"{notebook}: model {cfg.model}, {epochs_text} on {images} training images, seed {cfg.seed}, "
+          f"augmentation {'on' if cfg.augment else 'off'}")
+    print(f"device {device_name(dev)}; run folder {shown_path(folder)}")
+    if quick:
+        print(f"QUICK MODE ({QUICK_ENV}=1): a short check run, not the course's result")
+    return Run(notebook=notebook, cfg=cfg, dir=folder, device=dev, quick=quick)
+
+
+# --------------------------------------------------------------------------------------------------
+# Showing the code
+# --------------------------------------------------------------------------------------------------
+
+def show_source(text: str, language: str = "python") -> None:
+    """Display ``text`` as a highlighted code block (Markdown, rendered by JupyterLab and Colab alike)."""
+    display(Markdown(f"```{language}\n{text.rstrip()}\n```"))
+
+
+def model_source(name: str) -> str:
+    """The source of the class that builds the step ``name``, as written in utils/models.py."""
+    return inspect.getsource(MODELS[name])
+
+
+def diff_lines(old: str, new: str, old_label: str, new_label: str) -> list[str]:
+    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), old_label, new_label, lineterm=""))
+
+
+def show_model(name: str) -> None:
+    """The step's model class, from utils/models.py."""
+    show_source(model_source(name))
+
+
+def show_diff(prev: str, name: str) -> None:
+    """What step ``name`` changes in the network of step ``prev``: a unified diff of the two classes'
+    ``__init__`` (the layers), '-' lines removed and '+' lines added."""
+    old, new = MODELS[prev], MODELS[name]
+    lines = diff_lines(inspect.getsource(old.__init__), inspect.getsource(new.__init__),
+                       f"{old.__name__}.__init__", f"{new.__name__}.__init__")
+    if not lines:
+        print(f"{new.__name__} builds exactly the layers of {old.__name__}: the network does not change.")
+        return
+    show_source("\n".join(lines), "diff")
+
+
+def show_training_step() -> None:
+    """The training loop every step uses: ``utils.train.train_epoch`` (forward, loss, backward, step)."""
+    from . import train
+
+    show_source(inspect.getsource(train.train_epoch))
+
+
+def show_augmentation() -> None:
+    """How every training image is distorted: ``utils.augment.random_affine`` and the draw behind it."""
+    from . import augment
+
+    show_source(inspect.getsource(augment.random_affine_params) + "\n\n" + inspect.getsource(augment.random_affine))
+
+
+def recipe_settings(model: str) -> dict:
+    """The training settings of a step (the Config fields that are not about one particular run)."""
+    return {k: v for k, v in dataclasses.asdict(recipe(model)).items() if k not in RUN_FIELDS}
+
+
+def show_recipe(model: str) -> None:
+    """The step's training settings, from ``utils.train.Config`` and ``RECIPES``."""
+    show_source("\n".join(f"{k} = {v!r}" for k, v in recipe_settings(model).items()))
+
+
+def show_recipe_diff(prev: str, name: str) -> None:
+    """What step ``name`` changes in the training settings of step ``prev`` (a diff; usually nothing)."""
+    old = [f"{k} = {v!r}" for k, v in recipe_settings(prev).items()]
+    new = [f"{k} = {v!r}" for k, v in recipe_settings(name).items()]
+    lines = diff_lines("\n".join(old), "\n".join(new), f"recipe('{prev}')", f"recipe('{name}')")
+    if not lines:
+        print(f"Training settings: the same as step '{prev}' (utils.train.RECIPES).")
+        return
+    show_source("\n".join(lines), "diff")
+
+
+# --------------------------------------------------------------------------------------------------
+# Results of one run
+# --------------------------------------------------------------------------------------------------
 
 def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
     """metrics.json of an earlier notebook's run, stored beside this run's folder, or None if it was not run."""
@@ -33,28 +201,10 @@ def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def result(metrics: dict) -> dict:
-    """Print a notebook's Result block from its run's metrics (final epoch), plus one machine-readable
-    ``RESULT {...}`` line that tools.report and the tests read back from the stored output."""
-    summary = {
-        "model": metrics["model"],
-        "params": metrics["params"],
-        "best_train_accuracy": round(metrics["best_train_accuracy"], 2),
-        "final_test_accuracy": round(metrics["final_test_accuracy"], 2),
-        "epochs": metrics["epochs"],
-        "seed": metrics["seed"],
-    }
-    augmented = metrics["config"]["augment"]
-    print(f"Parameters:           {summary['params']:,}")
-    print(f"Best train accuracy:  {summary['best_train_accuracy']:.2f}%  (measured during each epoch, in training "
-          f"mode{', on augmented images' if augmented else ''})")
-    print(f"Final test accuracy:  {summary['final_test_accuracy']:.2f}%  (epoch {summary['epochs']}, the last one)")
-    print(f"Epochs:               {summary['epochs']}")
-    print(f"Goal ({GOAL:.2f}% at the last epoch, <= {MAX_EPOCHS} epochs, <= {MAX_PARAMS:,} parameters): "
-          f"{'met' if goal_met(metrics) else 'not met'}")
-    print(f"Wall time:            {metrics['wall_seconds']:.0f} s on {metrics['device']}")
-    print("RESULT " + json.dumps(summary))
-    return summary
+def gap(metrics: dict) -> float:
+    """Final-epoch train accuracy minus test accuracy, in points: a measure of over-fitting. (Train
+    accuracy is measured during the epoch, in training mode: with dropout and augmentation, if used.)"""
+    return metrics["final_train_accuracy"] - metrics["final_test_accuracy"]
 
 
 def goal_met(metrics: dict) -> bool:
@@ -62,9 +212,18 @@ def goal_met(metrics: dict) -> bool:
             and metrics["params"] <= MAX_PARAMS)
 
 
-def gap(metrics: dict) -> float:
-    """Final-epoch train accuracy minus test accuracy, in points: a measure of over-fitting."""
-    return metrics["final_train_accuracy"] - metrics["final_test_accuracy"]
+def result(metrics: dict) -> None:
+    """A notebook's Result block, printed from its run's metrics: the final epoch, never the best one."""
+    augmented = metrics["config"]["augment"]
+    print(f"Parameters:            {metrics['params']:,}")
+    print(f"Final train accuracy:  {metrics['final_train_accuracy']:.2f}%  (measured during the last epoch, in "
+          f"training mode{', on augmented images' if augmented else ''})")
+    print(f"Final test accuracy:   {metrics['final_test_accuracy']:.2f}%  (epoch {metrics['epochs']}, the last one)")
+    print(f"Train - test gap:      {gap(metrics):+.2f} points")
+    print(f"Seed:                  {metrics['seed']}")
+    print(f"Goal ({GOAL:.2f}% at the last epoch, <= {MAX_EPOCHS} epochs, <= {MAX_PARAMS:,} parameters): "
+          f"{'met' if goal_met(metrics) else 'not met'}")
+    print(f"Wall time:             {metrics['wall_seconds']:.0f} s")
 
 
 def compare(runs: dict[str, dict | None]) -> None:
@@ -77,3 +236,95 @@ def compare(runs: dict[str, dict | None]) -> None:
         print(f"{label:>12}: {m['params']:>6,} parameters | test accuracy after epoch 1 {h[0]['test_accuracy']:.2f}%, "
               f"after epoch {m['epochs']} {m['final_test_accuracy']:.2f}% | "
               f"final train - test gap {gap(m):+.2f} points")
+
+
+# --------------------------------------------------------------------------------------------------
+# Every step on five seeds (results/steps.json)
+# --------------------------------------------------------------------------------------------------
+
+def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
+    """The seed sweep written by ``python -m tools.steps``, or None when it has not been run."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def missing_steps_message(path: str | os.PathLike = STEPS_JSON) -> str:
+    return (f"{shown_path(path)} not found: `make steps` trains every step on seeds 1-5 "
+            "(python -m tools.steps) and writes it.")
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value), min and max."""
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def step_row(step: dict) -> str:
+    acc, gp = step["test_accuracy"], step["gap"]
+    return (f"{step['notebook']:<16}{step['params']:>7,}   {acc['mean']:6.2f} ± {acc['std']:.2f}  "
+            f"({acc['min']:.2f}-{acc['max']:.2f})   {gp['mean']:+5.2f} ± {gp['std']:.2f}  "
+            f"({gp['min']:+.2f} to {gp['max']:+.2f})")
+
+
+def step_header(summary: dict) -> str:
+    return (f"{len(summary['seeds'])} seeds ({', '.join(map(str, summary['seeds']))}), "
+            f"{summary['config']['epochs']} epochs each, final epoch:\n"
+            f"{'notebook':<16}{'params':>7}   {'test accuracy % (min-max)':<28}{'train - test gap (min to max)'}")
+
+
+def stale_warning(summary: dict) -> str | None:
+    """A line when results/steps.json was trained with other settings than the recipe in the code now."""
+    shared = {**{k: v for k, v in recipe_settings("final").items() if k != "augment"}, "train_subset": 0}
+    stored = {k: summary["config"].get(k) for k in shared}
+    differ = [f"{k}={stored[k]!r} (the code: {v!r})" for k, v in shared.items() if stored[k] != v]
+    if differ:
+        return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.train now: "
+                f"{', '.join(differ)}; re-run `make steps`")
+    return None
+
+
+def seed_table(notebook: str, path: str | os.PathLike = STEPS_JSON) -> None:
+    """This step and the one before it over all seeds, from results/steps.json, and the change in the means."""
+    summary = load_steps(path)
+    if summary is None:
+        print(missing_steps_message(path))
+        return
+    steps = {s["notebook"]: s for s in summary["steps"]}
+    order = list(STEPS)
+    names = order[max(0, order.index(notebook) - 1): order.index(notebook) + 1]
+    if notebook not in steps:
+        print(f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`.")
+        return
+    print(step_header(summary))
+    for name in names:
+        if name in steps:
+            print(step_row(steps[name]))
+    if len(names) == 2 and names[0] in steps:
+        before, now = steps[names[0]], steps[notebook]
+        acc_change = now["test_accuracy"]["mean"] - before["test_accuracy"]["mean"]
+        print(f"change in the mean: test accuracy {acc_change:+.2f} points, "
+              f"gap {now['gap']['mean'] - before['gap']['mean']:+.2f} points")
+    warning = stale_warning(summary)
+    if warning:
+        print(warning)
+
+
+def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:
+    """The whole course at a glance: the step table over seeds and every step's test-accuracy curve."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    summary = load_steps(path)
+    if summary is None:
+        print(missing_steps_message(path))
+        return
+    print(step_header(summary))
+    for step in summary["steps"]:
+        print(step_row(step))
+    warning = stale_warning(summary)
+    if warning:
+        print(warning)
+    fig = plots.step_curves(summary)
+    display(fig)
+    plt.close(fig)

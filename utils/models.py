@@ -1,20 +1,21 @@
-"""The five teaching steps, each a small visible change from the one before.
+"""The five teaching steps, each its own class, so that a diff between two steps shows the change.
 
-All five share one convolutional trunk, built by :func:`trunk`: a 3x3 convolution to 10 channels
-at full resolution (28 -> 26) pooled at once to 13x13, then four 3x3 convolutions without padding
-(-> 11 -> 9 -> 7 -> 5), widening 12 -> 16 -> 16 -> 16.
+Every step writes its layers out in full (no shared builder): reading ``BatchNormNet.__init__``
+after ``BaselineNet.__init__`` shows exactly the lines BatchNorm adds. The notebooks display these
+classes and their diffs with ``utils.course.show_model`` / ``show_diff``.
 
-    step        change                                               head
-    baseline    plain 3x3 convolutions + ReLU                        Flatten -> Linear(400, 10)
+    step        change against the step before                      head
+    baseline    3x3 convolutions + ReLU                              Flatten -> Linear(400, 10)
     batchnorm   + BatchNorm after every convolution                  Flatten -> Linear(400, 10)
     dropout     + Dropout in the middle and at the end of the trunk  Flatten -> Linear(400, 10)
     gap         global average pooling + 1x1 conv (no Linear)        GAP -> Conv1x1
-    final       the gap network, trained with augmentation and a one-cycle LR schedule
+    final       the same network as gap; only training changes: augmentation
 
-Why this trunk (results/tuning.md has the measurements, on a validation split): on a 2-core CPU the
-cost of a step is set by the full-resolution layers, so only one convolution runs at 26x26 and
-its output is max-pooled *before* BatchNorm and ReLU, which then touch a quarter of the values.
-The parameters sit at 13x13 and below, where each one costs few multiply-adds.
+The trunk: a 3x3 convolution to 10 channels at full resolution (28 -> 26) pooled at once to
+13x13, then four 3x3 convolutions without padding (-> 11 -> 9 -> 7 -> 5), widening 12 -> 16 -> 16
+-> 16. Why (results/tuning.md has the measurements, on a validation split): on a 2-core CPU the cost
+of a step is set by the full-resolution layers, so only one convolution runs at 26x26 and its
+output is max-pooled *before* BatchNorm and ReLU, which then touch a quarter of the values.
 """
 from __future__ import annotations
 
@@ -22,49 +23,16 @@ import torch
 from torch import nn
 
 INPUT_SHAPE = (1, 28, 28)
+DROPOUT = 0.05  # one rate for steps 3-5, so step 5 differs from step 4 by augmentation alone
 
-
-def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
-    """Convolution without padding (a 3x3 one trims a pixel from each side) -> [2x2 max-pool] -> [BatchNorm] -> ReLU.
-
-    With ``pool`` the max-pool comes straight after the convolution: BatchNorm and ReLU then work
-    on a quarter of the values, which makes the full-resolution layer about 4x cheaper.
-    """
-    # BatchNorm has its own shift, so the convolution's bias would be redundant.
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, bias=not batchnorm)]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(cout))
-    layers.append(nn.ReLU())
-    return layers
-
-
-def trunk(*, batchnorm: bool, dropout: float) -> nn.Sequential:
-    """28x28x1 -> 5x5x16. A last-layer position sees 20x20 pixels; averaging the 5x5 map covers all 28."""
-
-    def drop():
-        return [nn.Dropout(dropout)] if dropout else []
-
-    return nn.Sequential(
-        *conv_block(1, 10, batchnorm=batchnorm, pool=True),  # 26x26 -> 13x13: edges and strokes
-        *conv_block(10, 12, batchnorm=batchnorm),  # 11x11
-        *conv_block(12, 16, batchnorm=batchnorm),  # 9x9: parts of digits
-        *drop(),
-        *conv_block(16, 16, batchnorm=batchnorm),  # 7x7
-        *conv_block(16, 16, batchnorm=batchnorm),  # 5x5: whole digits
-        *drop(),
-    )
-
-
-def dense_head(channels: int = 16, size: int = 5) -> nn.Sequential:
-    """Flatten the 5x5x16 map and classify with one Linear layer: 4,010 parameters."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, 10))
-
-
-def gap_head(channels: int = 16) -> nn.Sequential:
-    """Average each of the 16 maps to one number, then a 1x1 convolution to 10 classes: 170 parameters."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())
+# Notebook stem -> model name, in course order.
+STEPS = {
+    "01_baseline": "baseline",
+    "02_batchnorm": "batchnorm",
+    "03_dropout": "dropout",
+    "04_gap": "gap",
+    "05_augmentation": "final",
+}
 
 
 def check_input(x: torch.Tensor) -> None:
@@ -83,7 +51,7 @@ def check_input(x: torch.Tensor) -> None:
 
 
 class MnistNet(nn.Module):
-    """features -> head, behind an input check. Subclasses only choose the two parts."""
+    """features -> head, behind an input check. Each step only says what its two parts are."""
 
     def __init__(self, features: nn.Module, head: nn.Module):
         super().__init__()
@@ -96,39 +64,126 @@ class MnistNet(nn.Module):
 
 
 class BaselineNet(MnistNet):
-    """Step 1: plain convolutions and a dense head."""
+    """Step 1: plain 3x3 convolutions with ReLU, and a dense head that flattens the last map."""
 
     def __init__(self):
-        super().__init__(trunk(batchnorm=False, dropout=0.0), dense_head())
+        features = nn.Sequential(
+            nn.Conv2d(1, 10, 3),  # 28x28 -> 26x26: edges and strokes
+            nn.MaxPool2d(2),  # -> 13x13 at once: the layers after it see a quarter of the values
+            nn.ReLU(),
+            nn.Conv2d(10, 12, 3),  # -> 11x11
+            nn.ReLU(),
+            nn.Conv2d(12, 16, 3),  # -> 9x9: parts of digits
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3),  # -> 7x7
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3),  # -> 5x5: whole digits
+            nn.ReLU(),
+        )
+        head = nn.Sequential(
+            nn.Flatten(),  # 16 x 5 x 5 = 400 numbers
+            nn.Linear(400, 10),  # 4,010 parameters
+        )
+        super().__init__(features, head)
 
 
 class BatchNormNet(MnistNet):
-    """Step 2: + BatchNorm, which keeps every layer's inputs well scaled, so it trains faster."""
+    """Step 2: + BatchNorm after every convolution, which keeps each layer's inputs well scaled.
+
+    Its learned shift does the bias's job, so the convolutions drop theirs (``bias=False``)."""
 
     def __init__(self):
-        super().__init__(trunk(batchnorm=True, dropout=0.0), dense_head())
+        features = nn.Sequential(
+            nn.Conv2d(1, 10, 3, bias=False),  # 28x28 -> 26x26: edges and strokes
+            nn.MaxPool2d(2),  # -> 13x13 at once: the layers after it see a quarter of the values
+            nn.BatchNorm2d(10),
+            nn.ReLU(),
+            nn.Conv2d(10, 12, 3, bias=False),  # -> 11x11
+            nn.BatchNorm2d(12),
+            nn.ReLU(),
+            nn.Conv2d(12, 16, 3, bias=False),  # -> 9x9: parts of digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 7x7
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 5x5: whole digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+        )
+        head = nn.Sequential(
+            nn.Flatten(),  # 16 x 5 x 5 = 400 numbers
+            nn.Linear(400, 10),  # 4,010 parameters
+        )
+        super().__init__(features, head)
 
 
 class DropoutNet(MnistNet):
-    """Step 3: + Dropout, which narrows the gap between train and test accuracy."""
+    """Step 3: + Dropout in the middle and at the end of the trunk, to regularise (no parameters)."""
 
-    def __init__(self, dropout: float = 0.1):
-        super().__init__(trunk(batchnorm=True, dropout=dropout), dense_head())
+    def __init__(self, dropout: float = DROPOUT):
+        features = nn.Sequential(
+            nn.Conv2d(1, 10, 3, bias=False),  # 28x28 -> 26x26: edges and strokes
+            nn.MaxPool2d(2),  # -> 13x13 at once: the layers after it see a quarter of the values
+            nn.BatchNorm2d(10),
+            nn.ReLU(),
+            nn.Conv2d(10, 12, 3, bias=False),  # -> 11x11
+            nn.BatchNorm2d(12),
+            nn.ReLU(),
+            nn.Conv2d(12, 16, 3, bias=False),  # -> 9x9: parts of digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 7x7
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 5x5: whole digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        head = nn.Sequential(
+            nn.Flatten(),  # 16 x 5 x 5 = 400 numbers
+            nn.Linear(400, 10),  # 4,010 parameters
+        )
+        super().__init__(features, head)
 
 
 class GapNet(MnistNet):
-    """Step 4: the dense head (4,010 parameters) becomes GAP + 1x1 conv (170 parameters)."""
+    """Step 4: the dense head (4,010 parameters) becomes global average pooling + a 1x1 convolution."""
 
-    def __init__(self, dropout: float = 0.1):
-        super().__init__(trunk(batchnorm=True, dropout=dropout), gap_head())
+    def __init__(self, dropout: float = DROPOUT):
+        features = nn.Sequential(
+            nn.Conv2d(1, 10, 3, bias=False),  # 28x28 -> 26x26: edges and strokes
+            nn.MaxPool2d(2),  # -> 13x13 at once: the layers after it see a quarter of the values
+            nn.BatchNorm2d(10),
+            nn.ReLU(),
+            nn.Conv2d(10, 12, 3, bias=False),  # -> 11x11
+            nn.BatchNorm2d(12),
+            nn.ReLU(),
+            nn.Conv2d(12, 16, 3, bias=False),  # -> 9x9: parts of digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 7x7
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, bias=False),  # -> 5x5: whole digits
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),  # each of the 16 maps -> one number
+            nn.Conv2d(16, 10, 1),  # 16 numbers -> 10 class scores: 170 parameters
+            nn.Flatten(),
+        )
+        super().__init__(features, head)
 
 
 class FinalNet(GapNet):
-    """Step 5: the gap network with lighter dropout, because augmentation now does most of the
-    regularising; it is trained with augmentation and a one-cycle LR schedule."""
-
-    def __init__(self, dropout: float = 0.05):
-        super().__init__(dropout=dropout)
+    """Step 5: exactly the step-4 network. What changes is the training: augmentation
+    (``utils.train.RECIPES``), so any gain over step 4 is augmentation's."""
 
 
 MODELS = {
@@ -154,3 +209,22 @@ def build_model(name: str) -> MnistNet:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]()
+
+
+# Building blocks for tools/tune.py, which assembles candidate trunks from a spec string. The
+# course's steps above do not use them: there every layer is written out, so diffs stay readable.
+
+def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
+    """Convolution without padding -> [2x2 max-pool] -> [BatchNorm] -> ReLU, as in the steps above."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, bias=not batchnorm)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    return layers
+
+
+def gap_head(channels: int = 16) -> nn.Sequential:
+    """The step-4 head for a trunk ending in ``channels`` maps: GAP, then a 1x1 convolution to 10 classes."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())

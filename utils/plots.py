@@ -174,6 +174,53 @@ def confusion(matrix: torch.Tensor, title: str = ""):
     return fig
 
 
+def step_accuracy(summary: dict):
+    """Final test accuracy per step over seeds (from results/steps.json): one dot per seed, the mean
+    as a bar with ± one standard deviation, so a change can be read against the seed-to-seed spread."""
+    steps = summary["steps"]
+    fig, ax = _figure(figsize=(7, 3.0))
+    for i, step in enumerate(steps):
+        accs = [r["final_test_accuracy"] for r in step["runs"]]
+        ax.scatter([i] * len(accs), accs, s=14, color="C0", alpha=0.6, zorder=3,
+                   label="one seed" if i == 0 else None)
+        acc = step["test_accuracy"]
+        ax.errorbar([i + 0.18], [acc["mean"]], yerr=[acc["std"]], fmt="D", ms=5, color="C3", capsize=4, zorder=4,
+                    label="mean ± std" if i == 0 else None)
+    ax.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
+    ax.set_xticks(range(len(steps)))
+    ax.set_xticklabels([f"{s['notebook']}\n{s['params']:,} params" for s in steps], fontsize=7)
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{len(summary['seeds'])} seeds per step, {summary['config']['epochs']} epochs, final epoch",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def step_curves(summary: dict):
+    """Test accuracy per epoch of every step on one plot (from results/steps.json): the mean over the
+    seeds as a line, the band from the lowest to the highest seed shaded."""
+    fig, ax = _figure(figsize=(7, 3.4))
+    later = []
+    for i, step in enumerate(summary["steps"]):
+        curves = [r["test_accuracy_curve"] for r in step["runs"]]
+        epochs = list(range(1, min(len(c) for c in curves) + 1))
+        per_epoch = [[c[e - 1] for c in curves] for e in epochs]
+        mean = [sum(v) / len(v) for v in per_epoch]
+        ax.plot(epochs, mean, marker="o", ms=3, color=f"C{i}", label=f"{step['notebook']} (mean)")
+        ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], color=f"C{i}", alpha=0.15)
+        later += mean[len(mean) // 3:]
+    ax.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
+    ax.set_ylim(min(98.0, math.floor(min(later))) if later else 98.0, 100)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"every step, {len(summary['seeds'])} seeds: mean (line) and lowest to highest seed (band)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 SHORT_NAMES = {"Conv2d": "conv", "MaxPool2d": "max-pool", "BatchNorm2d": "BN", "ReLU": "ReLU", "Dropout": "dropout",
                "AdaptiveAvgPool2d": "GAP", "Linear": "linear", "Flatten": "flatten"}
 

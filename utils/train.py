@@ -39,7 +39,7 @@ class Config:
     """Everything that defines a run. Defaults are the final recipe; RECIPES adjusts the earlier steps."""
 
     model: str = "final"
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9
     lr: float = 0.1  # the peak LR for "onecycle", the fixed LR for "constant"
@@ -49,7 +49,7 @@ class Config:
     degrees: float = DEGREES  # augmentation: rotation range, +-degrees
     translate: float = TRANSLATE  # augmentation: shift range, fraction of the image size
     label_smoothing: float = 0.0
-    recalibrate_bn: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
+    recalibrate_bn: bool = True  # recompute BatchNorm statistics on clean training images before each evaluation
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); if on, it is the final model
     seed: int = 1
     device: str = "auto"
@@ -59,13 +59,14 @@ class Config:
     data_root: str = str(data.DEFAULT_ROOT)
 
 
-# Steps 1-4 train without augmentation and with a constant LR, so that each notebook shows the
-# effect of one change to the network; step 5 adds augmentation and the one-cycle schedule.
+# Every step trains with the final recipe (the Config defaults: optimizer, schedule, peak LR, batch size,
+# epochs). Steps 1-4 only switch augmentation off, so each step differs from the one before by the one
+# change it teaches, and step 5 differs from step 4 by augmentation alone.
 RECIPES: dict[str, dict] = {
-    "baseline": dict(augment=False, schedule="constant", lr=0.02),
-    "batchnorm": dict(augment=False, schedule="constant", lr=0.02),
-    "dropout": dict(augment=False, schedule="constant", lr=0.02),
-    "gap": dict(augment=False, schedule="constant", lr=0.02),
+    "baseline": dict(augment=False),
+    "batchnorm": dict(augment=False),
+    "dropout": dict(augment=False),
+    "gap": dict(augment=False),
     "final": dict(),
 }
 
@@ -329,13 +330,40 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise RunError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__}); start a new run instead") from exc
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as printed to a user: relative to the repository when it lies inside it, so logs and
+    stored notebook outputs do not carry the folder layout of the machine that ran them."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def terminal_progress(desc: str, epochs: int, steps_per_epoch: int, done_epochs: int):
+    """The CLI's progress bar: tqdm on stderr, removed when training ends (the epoch lines stay)."""
+    from tqdm import tqdm
+
+    return tqdm(total=epochs * steps_per_epoch, initial=done_epochs * steps_per_epoch, unit="step", leave=False,
+                desc=desc, dynamic_ncols=True)
+
+
+def make_progress(progress, desc: str, epochs: int, steps_per_epoch: int, done_epochs: int):
+    """The progress reporter for ``train(progress=...)``: False/None -> none, True -> the terminal bar,
+    a callable -> whatever it returns for these arguments (utils.course.notebook_progress in notebooks).
+
+    A reporter has tqdm's three methods: ``update(steps)``, ``write(line)`` for the per-epoch line, ``close()``."""
+    if not progress:
+        return None
+    factory = terminal_progress if progress is True else progress
+    return factory(desc, epochs, steps_per_epoch, done_epochs)
+
+
 def train(cfg: Config | None = None, out: str | Path | None = None, *, model=None,
-          resume: str | Path | None = None, progress: bool = True, overwrite: bool = False, log=print) -> dict:
+          resume: str | Path | None = None, progress=True, overwrite: bool = False, log=print) -> dict:
     """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict.
 
     ``model``: a network (an ``nn.Module``) or a zero-argument function that builds one, to try an
     architecture without adding it to ``utils.models.MODELS``; ``cfg.model`` then only names the run.
     A builder is called after seeding, so its weights follow ``cfg.seed``.
+    ``progress``: True for the terminal bar, False for none, or a reporter factory (see make_progress).
     ``overwrite=True`` replaces an earlier run in ``out`` (the notebooks use it on re-execution)."""
     if resume is not None:
         out = Path(resume)
@@ -393,18 +421,11 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
         log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
 
     params = count_parameters(model)
-    log(f"model {cfg.model}: {params:,} parameters | device {device_name(device)} | run folder {out}")
-    bar = None
-    if progress:
-        try:  # widget bar in notebooks when ipywidgets is there; plain text bar otherwise (no warning)
-            import ipywidgets  # noqa: F401
-            from tqdm.auto import tqdm
-        except ImportError:
-            from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs * n_steps, initial=len(history) * n_steps, unit="step", leave=False,
-                   desc=cfg.model, dynamic_ncols=True)
+    log(f"model {cfg.model}: {params:,} parameters | device {device_name(device)} | run folder {shown_path(out)}")
+    bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(history))
     if len(history) >= cfg.epochs:
+        if bar is not None:
+            bar.close()
         log(f"{out} is already complete ({len(history)}/{cfg.epochs} epochs); nothing to resume")
         return json.loads((out / "metrics.json").read_text())
     metrics = {}

@@ -1,0 +1,117 @@
+"""tools.steps (every step on several seeds -> results/steps.json), its README block and figures,
+and the notebooks' seed tables, on tiny settings: 512 training images, 1 epoch, 2 seeds."""
+import json
+import statistics
+
+import pytest
+
+from tools import steps as S
+from utils import course, plots, report
+from utils.models import STEPS, build_model
+from utils.summary import count_parameters
+from utils.train import Config
+
+TINY = ["--seeds", "1", "2", "--epochs", "1", "--train-subset", "512", "--device", "cpu", "--no-progress"]
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """One tiny sweep of all five steps, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("steps")
+    args = TINY + ["--runs-dir", str(folder / "runs"), "--summary", str(folder / "steps.json")]
+    assert S.main(args) == 0
+    return folder, args, json.loads((folder / "steps.json").read_text())
+
+
+def test_summary_holds_every_step_and_seed_with_one_shared_recipe(sweep):
+    _, _, summary = sweep
+    cfg = Config()
+    assert summary["config"] == {"epochs": 1, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
+                                 "weight_decay": cfg.weight_decay, "schedule": cfg.schedule, "train_subset": 512}
+    assert summary["seeds"] == [1, 2] and summary["command"].startswith("python -m tools.steps --seeds 1 2")
+    assert {"torch", "python"} <= summary["versions"].keys() and summary["cpu"] and summary["device"]
+    assert [s["notebook"] for s in summary["steps"]] == list(STEPS)
+    for step in summary["steps"]:
+        assert step["model"] == STEPS[step["notebook"]] and step["augment"] == (step["model"] == "final")
+        assert step["params"] == count_parameters(build_model(step["model"]))
+        assert [r["seed"] for r in step["runs"]] == [1, 2]
+        for r in step["runs"]:
+            assert r["gap"] == r["final_train_accuracy"] - r["final_test_accuracy"]
+            assert r["test_accuracy_curve"] == [r["final_test_accuracy"]]  # one epoch
+        accs = [r["final_test_accuracy"] for r in step["runs"]]
+        assert step["test_accuracy"] == {"mean": statistics.mean(accs), "std": statistics.stdev(accs),
+                                         "min": min(accs), "max": max(accs)}
+        assert step["gap"]["mean"] == pytest.approx(statistics.mean(r["gap"] for r in step["runs"]))
+
+
+def test_the_seeds_are_different_runs(sweep):
+    _, _, summary = sweep
+    assert any(s["runs"][0]["final_test_accuracy"] != s["runs"][1]["final_test_accuracy"] for s in summary["steps"])
+
+
+def test_a_second_sweep_reuses_finished_runs_and_redoes_a_missing_one(sweep, tmp_path):
+    import shutil
+
+    folder, args, summary = sweep
+    runs = folder / "runs"
+    kept = (runs / "gap" / "seed1" / "metrics.json").stat().st_mtime_ns
+    shutil.rmtree(runs / "baseline" / "seed2")  # as if the sweep had been killed before this run
+    out = tmp_path / "again.json"
+    assert S.main(TINY + ["--runs-dir", str(runs), "--summary", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert (runs / "gap" / "seed1" / "metrics.json").stat().st_mtime_ns == kept, "finished run reused"
+    assert (runs / "baseline" / "seed2" / "metrics.json").is_file()
+    strip = lambda s: [{k: v for k, v in r.items() if k != "wall_seconds"} for st in s["steps"] for r in st["runs"]]  # noqa: E731
+    assert strip(again) == strip(summary), "the re-trained run gives the same numbers (deterministic)"
+
+
+def test_a_run_with_other_settings_is_refused_in_one_line(sweep, tmp_path, capsys):
+    folder, _, _ = sweep
+    out = tmp_path / "other.json"
+    with pytest.raises(SystemExit) as exit_:
+        S.main(["--seeds", "1", "--epochs", "2", "--train-subset", "512", "--device", "cpu", "--no-progress",
+                "--steps", "01_baseline", "--runs-dir", str(folder / "runs"), "--summary", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other settings" in err and "--runs-dir" in err
+
+
+def test_readme_block_and_figures_come_from_steps_json(sweep, tmp_path):
+    folder, _, summary = sweep
+    block = report.steps_block(folder / "steps.json")
+    for i, step in enumerate(summary["steps"], 1):
+        acc, gap = step["test_accuracy"], step["gap"]
+        assert f"| {i} | [{step['notebook']}.ipynb](notebooks/{step['notebook']}.ipynb) |" in block
+        assert (f"| {step['params']:,} | {acc['mean']:.2f} ± {acc['std']:.2f}% | {acc['min']:.2f}–{acc['max']:.2f}% | "
+                f"{gap['mean']:+.2f} ± {gap['std']:.2f} |") in block
+    assert "Seeds 1, 2" in block and "results/figures/steps.png" in block
+    assert report.steps_block(tmp_path / "missing.json") == "_Not measured yet: run `make steps`._"
+
+
+def test_step_figures_draw_every_seed_and_step(sweep):
+    import matplotlib.pyplot as plt
+
+    _, _, summary = sweep
+    fig = plots.step_accuracy(summary)
+    dots = [c for c in fig.axes[0].collections if c.get_offsets().shape[0] == 2]
+    assert [list(d.get_offsets()[:, 1]) for d in dots] == [[r["final_test_accuracy"] for r in s["runs"]]
+                                                           for s in summary["steps"]]
+    fig2 = plots.step_curves(summary)
+    means = [line for line in fig2.axes[0].lines if line.get_label().endswith("(mean)")]
+    assert [line.get_label() for line in means] == [f"{s['notebook']} (mean)" for s in summary["steps"]]
+    assert [list(line.get_ydata()) for line in means] == [[sum(r["test_accuracy_curve"][0] for r in s["runs"]) / 2]
+                                                          for s in summary["steps"]]
+    plt.close("all")
+
+
+def test_seed_table_prints_this_step_and_the_one_before(sweep, capsys, tmp_path):
+    folder, _, summary = sweep
+    course.seed_table("03_dropout", folder / "steps.json")
+    out = capsys.readouterr().out
+    before, now = summary["steps"][1], summary["steps"][2]
+    assert "01_baseline" not in out and course.step_row(before) in out and course.step_row(now) in out
+    assert f"test accuracy {now['test_accuracy']['mean'] - before['test_accuracy']['mean']:+.2f} points" in out
+    assert "other settings" in out and "epochs=1 (the code: " in out, "a tiny sweep is not the recipe: it says so"
+    course.seed_table("01_baseline", tmp_path / "none.json")
+    assert "not found: `make steps`" in capsys.readouterr().out

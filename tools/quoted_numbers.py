@@ -1,0 +1,121 @@
+"""Check that every number a notebook's prose quotes is backed by data, so text and data cannot drift.
+
+    python -m tools.quoted_numbers                      # the five course notebooks
+    python -m tools.quoted_numbers notebooks/03_dropout.ipynb
+
+The rules, small on purpose:
+
+1. Checked cells: markdown cells whose first line is a heading that starts with ``## Target``,
+   ``## Result`` or ``## Analysis`` (e.g. ``## Analysis: what BatchNorm bought``).
+2. Not numbers: anything in inline code or a code block, link targets, digits glued to a letter or
+   an underscore (``3x3``, ``Conv2d``, ``01_baseline``), and step / notebook references
+   (``step 4``, ``steps 1-4``, ``notebook 05``).
+3. Every other number (``7,816``, ``99.41%``, ``-0.12``, ``5``) must equal, once a value is written
+   with as many decimals as the quote has, the size of a number printed in this notebook's stored
+   outputs or of a value in results/steps.json. Commas group thousands; signs and ``%`` are ignored.
+
+So an Analysis can quote its own run's Result, the seed table a code cell printed, or the 5-seed
+statistics; a number typed from memory, or left behind after a re-run, fails.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS_JSON = ROOT / "results" / "steps.json"
+SECTIONS = ("## Target", "## Result", "## Analysis")
+NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
+NOT_NUMBERS = [
+    re.compile(r"```.*?```", re.S),  # code blocks
+    re.compile(r"`[^`]*`"),  # inline code
+    re.compile(r"\]\([^)]*\)"),  # link targets
+    re.compile(r"\b(?:steps?|notebooks?)\s+\d+(?:\s*(?:-|–|to|and)\s*\d+)?", re.I),  # step references
+]
+
+
+def checked_cells(nb) -> list:
+    """The markdown cells rule 1 selects."""
+    return [c for c in nb.cells if c.cell_type == "markdown" and c.source.lstrip().startswith(SECTIONS)]
+
+
+def quoted_numbers(text: str) -> list[str]:
+    """The numbers in a piece of prose (rule 2), as written, without thousands commas."""
+    for pattern in NOT_NUMBERS:
+        text = pattern.sub(" ", text)
+    return [(whole + (frac or "")).replace(",", "") for whole, frac in NUMBER.findall(text)]
+
+
+def output_text(nb) -> str:
+    """Everything the notebook's code cells printed or displayed as text."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            for mime in ("text/plain", "text/markdown"):
+                value = out.get("data", {}).get(mime)
+                if value:
+                    parts.append(value if isinstance(value, str) else "".join(value))
+    return "\n".join(parts)
+
+
+def json_numbers(obj) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in json_numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in json_numbers(v)]
+    return []
+
+
+def known_numbers(nb, steps: dict | None) -> list[float]:
+    """Sizes of the numbers rule 3 accepts: printed in the outputs, or stored in results/steps.json."""
+    printed = [float(whole.replace(",", "") + (frac or "")) for whole, frac in NUMBER.findall(output_text(nb))]
+    return printed + [abs(x) for x in json_numbers(steps or {})]
+
+
+def backed(quote: str, known: list[float]) -> bool:
+    """Rule 3: some known value, written with the quote's number of decimals, reads exactly as the quote."""
+    decimals = len(quote.split(".")[1]) if "." in quote else 0
+    return any(f"{value:.{decimals}f}" == quote for value in known)
+
+
+def check_notebook(nb, steps: dict | None, name: str = "notebook") -> list[str]:
+    """One line per quoted number that no stored output or steps.json value backs."""
+    known = known_numbers(nb, steps)
+    problems = []
+    for cell in checked_cells(nb):
+        heading = cell.source.lstrip().splitlines()[0]
+        for quote in quoted_numbers(cell.source):
+            if not backed(quote, known):
+                problems.append(f"{name}, {heading!r}: {quote} is in no stored output of this notebook "
+                                "nor in results/steps.json")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    paths = [Path(p) for p in args] or sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    steps = json.loads(STEPS_JSON.read_text()) if STEPS_JSON.is_file() else None
+    problems = []
+    for path in paths:
+        if not path.is_file():
+            print(f"python -m tools.quoted_numbers: error: no notebook at {path}", file=sys.stderr)
+            return 2
+        problems += check_notebook(nbformat.read(path, as_version=4), steps, path.name)
+    for line in problems:
+        print(line)
+    print(f"{len(problems)} unbacked number(s) in {len(paths)} notebook(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Every teaching step on several seeds, with one shared recipe: which changes are real, which are noise.
+
+    python -m tools.steps --seeds 1 2 3 4 5       # make steps
+
+Each (step, seed) trains into runs/steps/<model>/seed<N> with the step's recipe (utils.train.recipe:
+the Config defaults, augmentation only in step 5). A finished run there is reused and an unfinished
+one resumed, so a killed sweep continues where it stopped; a run made with other settings is refused.
+The summary goes to results/steps.json (written atomically), which the README's step table and
+figure (python -m tools.report) and the notebooks' seed tables read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from utils.cli import DEVICES, Parser, non_negative_int, positive_int
+from utils.course import RUN_FIELDS, spread
+from utils.fsutil import atomic_write_json
+from utils.models import STEPS
+from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, shown_path, train, versions
+
+RUNS = REPO_ROOT / "runs" / "steps"
+SUMMARY = REPO_ROOT / "results" / "steps.json"
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), which decides bit-for-bit reproducibility on CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def comparable(config: dict) -> dict:
+    """A run's settings without the data folder, which differs between clones of the repository."""
+    return {k: v for k, v in config.items() if k != "data_root"}
+
+
+def run_one(model: str, seed: int, out: Path, *, epochs: int | None, train_subset: int, device: str,
+            progress: bool) -> dict:
+    """Train (or reuse, or resume) one step on one seed in ``out``; its metrics."""
+    overrides = {"seed": seed, "device": device, "train_subset": train_subset}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    cfg = recipe(model, **overrides)
+    if not (out / "checkpoint.pt").exists():
+        return train(cfg, out, progress=progress)
+    if comparable(load_checkpoint(out)["config"]) != comparable(dataclasses.asdict(cfg)):
+        raise RunError(f"{out} holds a run with other settings than {model}'s recipe now; "
+                       "remove that folder (or all of runs/steps/) or pass --runs-dir")
+    return train(None, resume=out, progress=progress)
+
+
+def step_summary(notebook: str, runs: list[dict]) -> dict:
+    """One step over its seeds: per-seed finals and curves, then mean/std/min/max of accuracy and gap."""
+    rows = [{"seed": r["seed"],
+             "final_test_accuracy": r["final_test_accuracy"],
+             "final_train_accuracy": r["final_train_accuracy"],
+             "gap": r["final_train_accuracy"] - r["final_test_accuracy"],
+             "test_accuracy_curve": [h["test_accuracy"] for h in r["history"]],
+             "wall_seconds": r["wall_seconds"]} for r in runs]
+    return {
+        "notebook": notebook,
+        "model": runs[0]["model"],
+        "augment": runs[0]["config"]["augment"],
+        "params": runs[0]["params"],
+        "runs": rows,
+        "test_accuracy": spread([r["final_test_accuracy"] for r in rows]),
+        "gap": spread([r["gap"] for r in rows]),
+    }
+
+
+def summarize(results: dict[str, list[dict]], seeds: list[int], command: str) -> dict:
+    """results/steps.json: the shared settings once, then every step (in course order)."""
+    first = next(iter(results.values()))[0]
+    shared = {k: v for k, v in first["config"].items() if k not in RUN_FIELDS and k != "augment"}
+    for runs in results.values():
+        for r in runs:
+            mine = {k: r["config"][k] for k in shared}
+            if mine != shared:
+                raise RunError(f"{r['model']} seed {r['seed']} trained with {mine}, not the shared {shared}")
+    return {
+        "config": {**shared, "train_subset": first["config"]["train_subset"]},
+        "seeds": seeds,
+        "device": first["device"],
+        "cpu": cpu_name(),
+        "versions": versions(),
+        "command": command,
+        "steps": [step_summary(nb, results[nb]) for nb in STEPS if nb in results],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m tools.steps", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS),
+                        help="notebook stems to run (default: all five)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's (utils.train.Config)")
+    parser.add_argument("--train-subset", type=non_negative_int, default=0,
+                        help="first N training images only (0: all); for checks")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--runs-dir", default=str(RUNS))
+    parser.add_argument("--summary", default=str(SUMMARY))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    progress = not args.no_progress and sys.stderr.isatty()
+    results: dict[str, list[dict]] = {}
+    try:
+        for notebook in [nb for nb in STEPS if nb in args.steps]:
+            model = STEPS[notebook]
+            results[notebook] = [
+                run_one(model, seed, Path(args.runs_dir) / model / f"seed{seed}", epochs=args.epochs,
+                        train_subset=args.train_subset, device=args.device, progress=progress)
+                for seed in args.seeds]
+        summary = summarize(results, args.seeds, shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])]))
+    except (RunError, ValueError) as exc:
+        parser.error(str(exc).replace("\n", " "))
+    atomic_write_json(args.summary, summary)
+    for step in summary["steps"]:
+        acc, gap = step["test_accuracy"], step["gap"]
+        print(f"{step['notebook']:<16} {step['params']:>6,} params  test {acc['mean']:.2f} ± {acc['std']:.2f}% "
+              f"({acc['min']:.2f}-{acc['max']:.2f})  gap {gap['mean']:+.2f} ± {gap['std']:.2f}")
+    print(f"summary written to {shown_path(args.summary)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
