@@ -1,12 +1,14 @@
 """tools.steps (every step on several seeds -> results/steps.json), its README block and figures,
 and the notebooks' seed tables, on tiny settings: 512 training images, 1 epoch, 2 seeds."""
+import dataclasses
 import json
 import statistics
 
 import pytest
 
+from tools import report
 from tools import steps as S
-from utils import course, plots, report
+from utils import course, plots
 from utils.models import STEPS, build_model
 from utils.summary import count_parameters
 from utils.train import Config
@@ -27,8 +29,9 @@ def sweep(tmp_path_factory):
 def test_summary_holds_every_step_and_seed_with_one_shared_recipe(sweep):
     _, _, summary = sweep
     cfg = Config()
-    assert summary["config"] == {"epochs": 1, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
-                                 "weight_decay": cfg.weight_decay, "schedule": cfg.schedule, "train_subset": 512}
+    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in course.RUN_FIELDS and k != "augment"}
+    assert summary["config"] == {**shared, "epochs": 1, "train_subset": 512}
+    assert summary["config"]["recalibrate_bn"] == cfg.recalibrate_bn and summary["config"]["lr"] == cfg.lr
     assert summary["seeds"] == [1, 2] and summary["command"].startswith("python -m tools.steps --seeds 1 2")
     assert {"torch", "python"} <= summary["versions"].keys() and summary["cpu"] and summary["device"]
     assert [s["notebook"] for s in summary["steps"]] == list(STEPS)

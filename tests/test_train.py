@@ -112,8 +112,8 @@ def interrupt_after_epoch_2(monkeypatch):
     """Ctrl-C right after epoch 2 was saved."""
     real_save = T.save_run
 
-    def save_then_stop(out, model, opt, sched, cfg, history, metrics):
-        real_save(out, model, opt, sched, cfg, history, metrics)
+    def save_then_stop(out, model, opt, sched, cfg, history, metrics, *rest):
+        real_save(out, model, opt, sched, cfg, history, metrics, *rest)
         if len(history) == 2:
             raise KeyboardInterrupt("stopped after epoch 2")
 
