@@ -5,6 +5,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from tools import report
 from tools import steps as S
@@ -32,7 +33,8 @@ def test_summary_holds_every_step_and_seed_with_one_shared_recipe(sweep):
     shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in course.RUN_FIELDS and k != "augment"}
     assert summary["config"] == {**shared, "epochs": 1, "train_subset": 512}
     assert summary["config"]["recalibrate_bn"] == cfg.recalibrate_bn and summary["config"]["lr"] == cfg.lr
-    assert summary["seeds"] == [1, 2] and summary["command"].startswith("python -m tools.steps --seeds 1 2")
+    assert summary["seeds"] == [1, 2] and summary["command"].startswith(
+        f"OMP_NUM_THREADS={torch.get_num_threads()} python -m tools.steps --seeds 1 2")
     assert {"torch", "python"} <= summary["versions"].keys() and summary["cpu"] and summary["device"]
     assert [s["notebook"] for s in summary["steps"]] == list(STEPS)
     for step in summary["steps"]:
@@ -118,3 +120,9 @@ def test_seed_table_prints_this_step_and_the_one_before(sweep, capsys, tmp_path)
     assert "other settings" in out and "epochs=1 (the code: " in out, "a tiny sweep is not the recipe: it says so"
     course.seed_table("01_baseline", tmp_path / "none.json")
     assert "not found: `make steps`" in capsys.readouterr().out
+
+
+def test_threads_prefix_names_a_thread_count_only_when_every_run_shares_it():
+    assert S.threads_prefix(["cpu (x86_64, 1 threads)", "cpu (x86_64, 1 threads)"]) == "OMP_NUM_THREADS=1 "
+    assert S.threads_prefix(["cpu (x86_64, 1 threads)", "cpu (x86_64, 2 threads)"]) == ""
+    assert S.threads_prefix(["cuda (NVIDIA H100)"]) == ""

@@ -1,9 +1,10 @@
 """The default recipe on several seeds: one honest number per seed, at the final epoch.
 
-    python -m tools.seeds --seeds 1 2 3 4 5
+    python -m tools.seeds --seeds 1 2 3 4 5 6 7 8 9 10
 
-Each seed trains into runs/seeds/seed<N> (an unfinished run there is resumed, a finished one is
-reused). The summary goes to results/seeds.json, which the README table is generated from.
+Each seed trains into runs/steps/final/seed<N>, the folder tools.steps uses for the final step, so
+the two sweeps share those runs (an unfinished run there is resumed, a finished one is reused). The
+summary goes to results/seeds.json, which the README table is generated from.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import statistics
 import sys
 from pathlib import Path
 
+from tools.steps import RUNS, comparable, threads_prefix
 from utils.cli import DEVICES, GOAL, Parser
 from utils.fsutil import atomic_write_json
 from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, train, versions
+
+FINAL_RUNS = RUNS / "final"
 
 
 def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
@@ -22,7 +26,7 @@ def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
     cfg = recipe("final", seed=seed, device=device)
     if not (out / "checkpoint.pt").exists():
         return train(cfg, out, progress=progress)
-    if load_checkpoint(out)["config"] != dataclasses.asdict(cfg):
+    if comparable(load_checkpoint(out)["config"]) != comparable(dataclasses.asdict(cfg)):
         raise RunError(f"{out} holds a run with other settings than the default recipe; remove it or pass --runs-dir")
     return train(None, resume=out, progress=progress)
 
@@ -46,13 +50,14 @@ def summarize(runs: list[dict]) -> dict:
         "max": max(accs),
         "at_or_above_goal": sum(a >= GOAL for a in accs),
         "versions": versions(),
-        "command": "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in runs),
+        "command": reproduce({"runs": runs}),
     }
 
 
 def reproduce(summary: dict) -> str:
-    """The command that trains these seeds again (the stored one may name the module by an older path)."""
-    return "python -m tools.seeds --seeds " + " ".join(str(r["seed"]) for r in summary["runs"])
+    """The command that trains these seeds again, with the thread count the runs used."""
+    seeds = " ".join(str(r["seed"]) for r in summary["runs"])
+    return threads_prefix(r["device"] for r in summary["runs"]) + f"python -m tools.seeds --seeds {seeds}"
 
 
 def markdown_table(summary: dict) -> str:
@@ -72,10 +77,12 @@ def markdown_table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], metavar="N", help="default: 1 2 3 4 5")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)), metavar="N",
+                        help="default: 1 to 10")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
-    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "seeds"), metavar="DIR",
-                        help="one run folder per seed in here (default: runs/seeds)")
+    parser.add_argument("--runs-dir", default=str(FINAL_RUNS), metavar="DIR",
+                        help="one run folder per seed in here; shared with tools.steps' final step, so neither "
+                             "trains a seed the other has (default: runs/steps/final)")
     parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"), metavar="FILE",
                         help="the summary the README table is made from (default: results/seeds.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

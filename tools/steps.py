@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -40,6 +41,13 @@ def cpu_name() -> str:
 def comparable(config: dict) -> dict:
     """A run's settings without the data folder, which differs between clones of the repository."""
     return {k: v for k, v in config.items() if k != "data_root"}
+
+
+def threads_prefix(devices) -> str:
+    """``OMP_NUM_THREADS=N `` when every run names the same thread count in its device string: the
+    thread count changes the order of float sums, so a command that reproduces the numbers says it."""
+    threads = {m.group(1) for d in devices if (m := re.search(r"(\d+) threads", d))}
+    return f"OMP_NUM_THREADS={threads.pop()} " if len(threads) == 1 else ""
 
 
 def run_one(model: str, seed: int, out: Path, *, epochs: int | None, train_subset: int, device: str,
@@ -118,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_one(model, seed, Path(args.runs_dir) / model / f"seed{seed}", epochs=args.epochs,
                         train_subset=args.train_subset, device=args.device, progress=progress)
                 for seed in args.seeds]
-        summary = summarize(results, args.seeds, shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])]))
+        devices = (r["device"] for runs in results.values() for r in runs)
+        command = threads_prefix(devices) + shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])])
+        summary = summarize(results, args.seeds, command)
     except (RunError, ValueError) as exc:
         parser.error(str(exc).replace("\n", " "))
     atomic_write_json(args.summary, summary)
