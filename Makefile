@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SEEDS  ?= 1 2 3 4 5
+SEEDS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -15,12 +15,12 @@ BENCH_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
+	@echo "make train   set up, then train the final model (the default recipe, seed 1) and print the result and wall time"
 	@echo "make test    set up, then lint and run the whole test suite"
 	@echo "make test-fast  the tests without real training (pytest -m 'not slow'), under a minute"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
-	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
-	@echo "make steps   every teaching step on seeds $(SEEDS) with the shared recipe, summary in results/steps.json (resumable)"
+	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), summary in results/seeds.json (make readme puts it in the README)"
+	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, summary in results/steps.json (resumable)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
@@ -39,7 +39,7 @@ data: $(STAMP)
 	$(PY) -m utils.data
 
 train: data
-	$(PY) -m utils.train --model final --epochs 15 --seed 1
+	$(PY) -m utils.train --model final --seed 1
 
 test: lint data
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -53,10 +53,10 @@ lint: $(STAMP)
 	$(VENV)/bin/actionlint
 
 seeds: data
-	$(PY) -m tools.seeds --seeds $(SEEDS)
+	$(PY) -m tools.seeds $(if $(SEEDS),--seeds $(SEEDS))
 
 steps: data
-	$(PY) -m tools.steps --seeds $(SEEDS)
+	$(PY) -m tools.steps $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: data
 	$(PY) -m tools.bench $(BENCH_ARGS)
