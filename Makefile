@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make train   create .venv, install pinned packages, prepare MNIST offline, train the final model
 #   make test    the same setup, then the whole test suite (pytest + papermill + nbval)
+#   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first)
 # A second call skips what is already installed (the stamp file tracks the requirement files).
 
 PYTHON ?= python3
@@ -10,13 +11,18 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 1 2 3 4 5
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+E2E_STAMP := $(VENV)/.installed-e2e
+CHROMIUM ?= /usr/bin/chromium
+SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
+E2E_ARGS ?=
 
-.PHONY: train test data setup seeds bench lab notebooks readme clean help
+.PHONY: train test e2e chromium data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
 	@echo "make test    set up, then run the whole test suite"
+	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/)"
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
@@ -40,6 +46,18 @@ train: data
 
 test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser test: Debian's chromium (apt, only when missing) + playwright from PyPI (never
+# `playwright install`); tests/e2e starts and stops its own JupyterLab on 127.0.0.1.
+$(E2E_STAMP): $(STAMP) requirements-e2e.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-e2e.txt -c constraints.txt
+	touch $(E2E_STAMP)
+
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+e2e: data $(E2E_STAMP) chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/e2e -p no:cacheprovider --tb=short $(E2E_ARGS)
 
 seeds: data
 	$(PY) -m utils.seeds --seeds $(SEEDS)
