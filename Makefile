@@ -4,6 +4,9 @@
 #   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first)
 # A second call skips what is already installed (the stamp file tracks the requirement files).
 
+# The course's GitHub repository (OWNER/NAME), in one place: `make repo` copies it into the README's
+# badges and each notebook's bootstrap (a fork: make repo REPO=alice/mnist-8k).
+REPO   ?= OWNER/mnist-8k
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -16,7 +19,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 E2E_ARGS ?=
 
-.PHONY: train test e2e chromium data setup seeds bench lab notebooks readme clean help
+.PHONY: train test e2e chromium repo data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -26,6 +29,7 @@ help:
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
+	@echo "make repo    REPO=owner/name: point the README badges and the notebooks' Colab bootstrap at a fork"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
 	@echo "make notebooks  re-execute the five notebooks (full runs, about 8 minutes on 2 cores)"
 
@@ -73,6 +77,10 @@ notebooks: data
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Rewrite the repository slug in this Makefile, the README badges and the notebooks' REPO lines.
+repo: $(STAMP)
+	$(PY) -m tools.set_repo $(REPO)
 
 readme: $(STAMP)
 	$(PY) -m utils.report
