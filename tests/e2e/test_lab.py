@@ -120,7 +120,8 @@ def problems_after_run(page, notebook: Path) -> list[str]:
         for mime, text in cell["outputs"]:
             if mime == "application/vnd.jupyter.stderr":
                 kind = "error" if ERROR_LINE.search(text) else "stderr"
-                found.append(f"code cell {i} ({first_line!r}) shows {kind} output: {text.strip()[-300:]!r}")
+                shown = repr(text.strip()[-300:]) if text.strip() else "a blank block (e.g. a text progress bar that erased itself)"
+                found.append(f"code cell {i} ({first_line!r}) shows {kind} output: {shown}")
     # images in outputs (the plots); the Colab badge in the first markdown cell is remote and never fetched
     images = page.eval_on_selector_all(f"{PANEL} .jp-OutputArea-output img",
                                        "els => els.map(e => [e.complete, e.naturalWidth])")
