@@ -27,13 +27,16 @@ def make_repo(root: Path = ROOT) -> str:
     return set_repo.makefile_repo((root / "Makefile").read_text())
 
 
+CURRENT = make_repo()
+NEW = "alice/fork-8k" if CURRENT != "alice/fork-8k" else "bob/fork-8k"  # a slug the copies do not name yet
+
+
 def bootstrap_cell(nb):
     return next(c for c in nb.cells if c.cell_type == "code")
 
 
-def test_makefile_default_is_the_placeholder_slug():
-    assert make_repo() == "OWNER/mnist-8k"
-    assert set_repo.check_slug(make_repo()) == "OWNER/mnist-8k"
+def test_makefile_names_one_valid_slug():
+    assert set_repo.check_slug(make_repo()) == make_repo()  # OWNER/mnist-8k here, a fork's own after make repo
 
 
 def test_readme_links_name_the_makefiles_repo():
@@ -67,7 +70,7 @@ def repo_copy(tmp_path: Path, notebooks: list[Path]) -> Path:
     return root
 
 
-def small_notebook(path: Path, slug: str = "OWNER/mnist-8k") -> None:
+def small_notebook(path: Path, slug: str = CURRENT) -> None:
     """A notebook shaped like the course's: badge, bootstrap parameters cell with REPO, an output."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -92,37 +95,37 @@ def test_set_repo_rewrites_every_copy_and_nothing_else(tmp_path, capsys):
     root = repo_copy(tmp_path, [])
     small_notebook(root / "notebooks" / "01_step.ipynb")
     before = files(root)
-    assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 0
+    assert set_repo.main([NEW, "--root", str(root)]) == 0
     assert "3 file(s) changed" in capsys.readouterr().out
-    assert make_repo(root) == "alice/fork-8k"
+    assert make_repo(root) == NEW
     readme = (root / "README.md").read_text()
-    assert set(GITHUB_LINK.findall(readme)) == {"alice/fork-8k"}
+    assert set(GITHUB_LINK.findall(readme)) == {NEW}
     for old_line, new_line in zip(before["README.md"].decode().splitlines(), readme.splitlines(), strict=True):
-        linked = "github.com/OWNER/mnist-8k" in old_line or "github/OWNER/mnist-8k" in old_line
-        assert new_line == (old_line.replace("OWNER/mnist-8k", "alice/fork-8k") if linked else old_line)
+        linked = f"github.com/{CURRENT}" in old_line or f"github/{CURRENT}" in old_line
+        assert new_line == (old_line.replace(CURRENT, NEW) if linked else old_line)
     nb = nbformat.read(root / "notebooks" / "01_step.ipynb", as_version=4)
-    assert nb.cells[1].source == 'REPO = "alice/fork-8k"  # GitHub OWNER/NAME of the course\nepochs = 15'
-    assert "github/alice/fork-8k/blob/main/notebooks/01_step.ipynb" in nb.cells[0].source
+    assert nb.cells[1].source == f'REPO = "{NEW}"  # GitHub OWNER/NAME of the course\nepochs = 15'
+    assert f"github/{NEW}/blob/main/notebooks/01_step.ipynb" in nb.cells[0].source
     assert "https://github.com/pytorch/vision" in nb.cells[0].source, "another project's link is left alone"
     old = nbformat.reads(before["notebooks/01_step.ipynb"].decode(), as_version=4)
     assert nb.cells[2] == old.cells[2] and nb.metadata == old.metadata and nb.cells[1].metadata == old.cells[1].metadata
     # a second run changes nothing, and the original slug comes back exactly
-    assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 0
+    assert set_repo.main([NEW, "--root", str(root)]) == 0
     assert "0 file(s) changed" in capsys.readouterr().out
-    assert set_repo.main(["OWNER/mnist-8k", "--root", str(root)]) == 0
+    assert set_repo.main([CURRENT, "--root", str(root)]) == 0
     assert files(root) == before
 
 
 def test_set_repo_on_a_copy_of_the_course(tmp_path):
     """The real README and notebooks, through the command line a fork would use."""
     root = repo_copy(tmp_path, NOTEBOOKS)
-    r = subprocess.run([sys.executable, "-m", "tools.set_repo", "alice/fork-8k", "--root", str(root)],
+    r = subprocess.run([sys.executable, "-m", "tools.set_repo", NEW, "--root", str(root)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert f"({2 + len(NOTEBOOKS)} file(s) changed)" in r.stdout
     for path in NOTEBOOKS:
         nb = nbformat.read(root / "notebooks" / path.name, as_version=4)
-        assert [slug for _, slug in set_repo.notebook_repo_lines(nb)] == ["alice/fork-8k"]
+        assert [slug for _, slug in set_repo.notebook_repo_lines(nb)] == [NEW]
         old = nbformat.read(path, as_version=4)
         assert [c.outputs for c in nb.cells if c.cell_type == "code"] == \
                [c.outputs for c in old.cells if c.cell_type == "code"], "outputs untouched"
