@@ -104,6 +104,11 @@ def cell_reports(page) -> list[dict]:
     }))""")
 
 
+def first_line_of(cell: dict) -> str:
+    lines = cell["source"].strip().splitlines()
+    return lines[0][:60] if lines else ""
+
+
 def problems_after_run(page, notebook: Path) -> list[str]:
     """What a student would see go wrong, one line each (empty: all good)."""
     found = []
@@ -116,7 +121,7 @@ def problems_after_run(page, notebook: Path) -> list[str]:
     if counts != [f"[{i}]:" for i in range(1, len(cells) + 1)]:
         found.append(f"not every code cell ran once, in order: prompts {counts}")
     for i, cell in enumerate(cells, 1):
-        first_line = cell["source"].strip().splitlines()[0][:60] if cell["source"].strip() else ""
+        first_line = first_line_of(cell)
         for mime, text in cell["outputs"]:
             if mime == "application/vnd.jupyter.stderr":
                 kind = "error" if ERROR_LINE.search(text) else "stderr"
@@ -144,7 +149,7 @@ def problems_after_run(page, notebook: Path) -> list[str]:
         live = [text for mime, text in cell["outputs"] if mime == "text/plain" and PROGRESS.search(text)]
         if not live:
             shown = [(mime, text.strip()[:80]) for mime, text in cell["outputs"]]
-            found.append(f"training cell ({cell['source'].strip()[:60]!r}) shows no progress display "
+            found.append(f"training cell ({first_line_of(cell)!r}) shows no progress display "
                          f"(a text/plain 'epoch N/M' line from a display handle); its outputs: {shown}")
     return found
 
@@ -158,7 +163,11 @@ def test_notebook_in_jupyterlab(notebook, lab, browser):
     problems = []
     try:
         page.goto(f"{lab.url}/lab/tree/notebooks/{notebook.name}?reset&token={lab.token}")
-        page.wait_for_selector(f'{INDICATOR}[data-status="idle"]', timeout=OPEN_S * 1000)
+        try:
+            page.wait_for_selector(f'{INDICATOR}[data-status="idle"]', timeout=OPEN_S * 1000)
+        except PlaywrightTimeout:
+            raise AssertionError(f"{notebook.name}: no idle kernel {OPEN_S} s after opening it; "
+                                 f"JupyterLab's log ends with:\n{lab.log.read_text()[-2000:]}") from None
         dismiss_news_toast(page)
         settled(page)  # JupyterLab marks a file changed about a second after opening it, if it will
         if dirty_tabs(page):
