@@ -22,7 +22,7 @@ COMPAT ?= .venv-compat
 CPY    := $(COMPAT)/bin/python
 COMPAT_STAMP := $(COMPAT)/.installed
 # The fast tests: no full training (the papermill run of 05_augmentation); the quick notebooks run below.
-COMPAT_PYTEST ?= -m "not slow" -k "not final_notebook and not final_run and not nbval_quick"
+COMPAT_PYTEST ?= -m "not slow" -k "not test_final_ and not nbval_quick"
 
 .PHONY: train test e2e chromium compat repo data setup seeds bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
