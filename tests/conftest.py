@@ -6,6 +6,8 @@ import torch
 
 from utils import data
 
+collect_ignore = ["e2e"]  # the browser test needs Chromium + Playwright: `make e2e` runs it, `make test` does not
+
 
 @pytest.fixture(scope="session")
 def mnist():

@@ -1,0 +1,88 @@
+"""The extra environments and CI steps agree with each other: the browser test (make e2e) and the
+older-torch environment (make compat) are installed from pinned files and actually run."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPAT_TORCH = {"torch": "2.9.1", "torchvision": "0.24.1"}  # Colab's kind of stack: an older pair
+
+
+def requirements(name: str) -> dict[str, str | None]:
+    """name -> pinned version (None when unpinned) from a requirements file."""
+    reqs = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, _, version = line.partition("==")
+            reqs[package.lower()] = version or None
+    return reqs
+
+
+def pins(name: str) -> dict[str, str]:
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            package, version = line.strip().split("==")
+            found[package.lower().replace("_", "-")] = version
+    return found
+
+
+def test_compat_requirements_are_the_main_ones_with_the_older_torch_pair():
+    main, compat = requirements("requirements.txt"), requirements("requirements-compat.txt")
+    assert set(compat) == set(main)
+    assert {name: compat[name] for name in COMPAT_TORCH} == COMPAT_TORCH
+    assert {n: v for n, v in compat.items() if n not in COMPAT_TORCH} == \
+           {n: v for n, v in main.items() if n not in COMPAT_TORCH}
+
+
+def test_compat_constraints_pin_every_requirement_and_the_same_torch_pair():
+    constraints = pins("constraints-compat.txt")
+    assert not [name for name in requirements("requirements-compat.txt") if name not in constraints]
+    assert {name: constraints[name] for name in COMPAT_TORCH} == COMPAT_TORCH
+    # apart from torch and the CUDA libraries that come with it, the same versions as the main environment
+    main = pins("constraints.txt")
+    torch_stack = re.compile(r"^(torch|torchvision|triton|nvidia-.*|cuda-.*)$")
+    assert {n: v for n, v in constraints.items() if not torch_stack.match(n)} == \
+           {n: v for n, v in main.items() if not torch_stack.match(n)}
+
+
+def test_e2e_requirements_are_pinned_and_never_download_a_browser():
+    assert requirements("requirements-e2e.txt")["playwright"]
+    assert all(requirements("requirements-e2e.txt").values()), "exact versions"
+    recipes = [line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("\t")]
+    assert not [line for line in recipes if "playwright install" in line]
+    assert [line for line in recipes if "apt-get install -y -q chromium" in line]
+
+
+def test_ci_runs_the_browser_test_after_the_suite():
+    run = (ROOT / ".ci" / "run").read_text()
+    lines = [line for line in run.splitlines() if line.startswith("make ")]
+    assert [line.split()[1] for line in lines] == ["test", "e2e"]
+
+
+def test_workflow_runs_make_compat_as_its_own_job():
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    runs = [step.get("run", "") for step in jobs["compat"]["steps"]]
+    assert "make compat" in runs
+    assert not any("make compat" in step.get("run", "") for step in jobs["test"]["steps"])
+
+
+def test_compat_venv_is_ignored_by_git():
+    r = subprocess.run(["git", "check-ignore", "-q", ".venv-compat"], cwd=ROOT)
+    assert r.returncode == 0
+
+
+def test_plain_pytest_does_not_collect_the_browser_test():
+    """`make test` runs plain pytest; tests/e2e needs Chromium and Playwright, so only `make e2e` runs it."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    collected = [line for line in r.stdout.splitlines() if "::" in line]
+    assert collected and not [line for line in collected if line.startswith("tests/e2e")]
+    assert any(line.startswith("tests/test_ci_setup.py::") for line in collected)

@@ -1,0 +1,171 @@
+"""The repository slug lives in one place (REPO in the Makefile) and every copy agrees with it.
+
+* README badges and each notebook's bootstrap ``REPO = "..."`` line and Colab badge name the Makefile's REPO;
+* ``python -m tools.set_repo`` rewrites all of them on a copy of the repository, changes nothing else,
+  and refuses bad input with one line, before writing anything.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools import set_repo
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+GITHUB_LINK = re.compile(r"(?:github\.com/|colab\.research\.google\.com/github/)([\w.-]+/[\w.-]+?)(?=[/)\s\"'#]|$)")
+COLAB_BADGE = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/main/notebooks/([\w.-]+\.ipynb)")
+
+
+def make_repo(root: Path = ROOT) -> str:
+    return set_repo.makefile_repo((root / "Makefile").read_text())
+
+
+CURRENT = make_repo()
+NEW = "alice/fork-8k" if CURRENT != "alice/fork-8k" else "bob/fork-8k"  # a slug the copies do not name yet
+
+
+def bootstrap_cell(nb):
+    return next(c for c in nb.cells if c.cell_type == "code")
+
+
+def test_makefile_names_one_valid_slug():
+    assert set_repo.check_slug(make_repo()) == make_repo()  # OWNER/mnist-8k here, a fork's own after make repo
+
+
+def test_readme_links_name_the_makefiles_repo():
+    readme = (ROOT / "README.md").read_text()
+    assert set(GITHUB_LINK.findall(readme)) == {make_repo()}
+    assert f"https://github.com/{make_repo()}/actions/workflows/ci.yml/badge.svg" in readme
+    badges = COLAB_BADGE.findall(readme)
+    assert sorted(name for _, name in badges) == [p.name for p in NOTEBOOKS], "one Colab badge per notebook"
+    for name in (name for _, name in badges):
+        assert (ROOT / "notebooks" / name).is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_names_the_makefiles_repo(path):
+    nb = nbformat.read(path, as_version=4)
+    first = bootstrap_cell(nb)
+    assert "parameters" in first.metadata.get("tags", []), "the REPO cell is papermill's parameters cell"
+    assert set_repo.notebook_repo_lines(nb) == [(nb.cells.index(first), make_repo())]
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert set(GITHUB_LINK.findall(markdown)) <= {make_repo()}
+    assert COLAB_BADGE.findall(markdown) == [(make_repo(), path.name)], "its own Colab badge"
+
+
+def repo_copy(tmp_path: Path, notebooks: list[Path]) -> Path:
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    for name in ("Makefile", "README.md"):
+        shutil.copy2(ROOT / name, root / name)
+    for path in notebooks:
+        shutil.copy2(path, root / "notebooks" / path.name)
+    return root
+
+
+def small_notebook(path: Path, slug: str = CURRENT) -> None:
+    """A notebook shaped like the course's: badge, bootstrap parameters cell with REPO, an output."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# Step\n\n[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name})\n"
+            "See also https://github.com/pytorch/vision for the datasets."),
+        nbformat.v4.new_code_cell(f'REPO = "{slug}"  # GitHub OWNER/NAME of the course\nepochs = 15',
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('print("REPO = \'x\' in a string stays")', execution_count=1,
+                                  outputs=[nbformat.v4.new_output("stream", name="stdout", text="hi\n")]),
+    ]
+    nbformat.write(nb, path)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_set_repo_rewrites_every_copy_and_nothing_else(tmp_path, capsys):
+    root = repo_copy(tmp_path, [])
+    small_notebook(root / "notebooks" / "01_step.ipynb")
+    before = files(root)
+    assert set_repo.main([NEW, "--root", str(root)]) == 0
+    assert "3 file(s) changed" in capsys.readouterr().out
+    assert make_repo(root) == NEW
+    readme = (root / "README.md").read_text()
+    assert set(GITHUB_LINK.findall(readme)) == {NEW}
+    for old_line, new_line in zip(before["README.md"].decode().splitlines(), readme.splitlines(), strict=True):
+        linked = f"github.com/{CURRENT}" in old_line or f"github/{CURRENT}" in old_line
+        assert new_line == (old_line.replace(CURRENT, NEW) if linked else old_line)
+    nb = nbformat.read(root / "notebooks" / "01_step.ipynb", as_version=4)
+    assert nb.cells[1].source == f'REPO = "{NEW}"  # GitHub OWNER/NAME of the course\nepochs = 15'
+    assert f"github/{NEW}/blob/main/notebooks/01_step.ipynb" in nb.cells[0].source
+    assert "https://github.com/pytorch/vision" in nb.cells[0].source, "another project's link is left alone"
+    old = nbformat.reads(before["notebooks/01_step.ipynb"].decode(), as_version=4)
+    assert nb.cells[2] == old.cells[2] and nb.metadata == old.metadata and nb.cells[1].metadata == old.cells[1].metadata
+    # a second run changes nothing, and the original slug comes back exactly
+    assert set_repo.main([NEW, "--root", str(root)]) == 0
+    assert "0 file(s) changed" in capsys.readouterr().out
+    assert set_repo.main([CURRENT, "--root", str(root)]) == 0
+    assert files(root) == before
+
+
+def test_set_repo_on_a_copy_of_the_course(tmp_path):
+    """The real README and notebooks, through the command line a fork would use."""
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    r = subprocess.run([sys.executable, "-m", "tools.set_repo", NEW, "--root", str(root)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"({2 + len(NOTEBOOKS)} file(s) changed)" in r.stdout
+    for path in NOTEBOOKS:
+        nb = nbformat.read(root / "notebooks" / path.name, as_version=4)
+        assert [slug for _, slug in set_repo.notebook_repo_lines(nb)] == [NEW]
+        old = nbformat.read(path, as_version=4)
+        assert [c.outputs for c in nb.cells if c.cell_type == "code"] == \
+               [c.outputs for c in old.cells if c.cell_type == "code"], "outputs untouched"
+
+
+@pytest.mark.parametrize("slug, says", [
+    ("https://github.com/alice/fork", "not as a URL"),
+    ("alice", "is not a GitHub OWNER/NAME"),
+    ("alice/fork/extra", "is not a GitHub OWNER/NAME"),
+    ("al!ce/fork", "is not a GitHub OWNER/NAME"),
+    ("alice/fork.git", "not as a URL"),
+])
+def test_set_repo_refuses_a_bad_slug_and_writes_nothing(tmp_path, capsys, slug, says):
+    root = repo_copy(tmp_path, [])
+    small_notebook(root / "notebooks" / "01_step.ipynb")
+    before = files(root)
+    assert set_repo.main([slug, "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+    assert files(root) == before
+
+
+def test_set_repo_needs_the_bootstrap_line_in_every_notebook_before_writing(tmp_path, capsys):
+    root = repo_copy(tmp_path, [])
+    small_notebook(root / "notebooks" / "01_step.ipynb")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, root / "notebooks" / "02_no_repo.ipynb")
+    before = files(root)
+    assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "02_no_repo.ipynb" in err and 'REPO = "OWNER/NAME"' in err and len(err.splitlines()) == 1
+    assert files(root) == before, "README and the good notebook are untouched too"
+
+
+def test_set_repo_reports_an_unreadable_notebook(tmp_path, capsys):
+    root = repo_copy(tmp_path, [])
+    (root / "notebooks" / "01_broken.ipynb").write_text("{not json")
+    before = files(root)
+    assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "01_broken.ipynb: not a readable notebook" in err and len(err.splitlines()) == 1
+    assert files(root) == before
