@@ -457,6 +457,12 @@ def prepare_run_folder(out: Path) -> None:
                        "choose a folder you can write to") from exc
 
 
+def remove_leftovers(out: Path) -> None:
+    """Delete temporary files of writes cut short by a kill; the real files are intact."""
+    for leftover in out.glob(".*.tmp"):
+        leftover.unlink()
+
+
 def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: str | Path | None = None,
           progress: bool = True, overwrite: bool = False, log=print) -> dict:
     """Train ``cfg`` into the run folder ``out`` (or continue ``resume``); return the metrics dict.
@@ -500,14 +506,14 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, resume: s
                 raise RunError(f"{out} is complete, but its metrics.json is missing or does not match its older "
                                "checkpoint.pt (which holds no copy of the metrics); start a new run")
             prepare_run_folder(out)
+            remove_leftovers(out)
             repair_metrics_json(out, metrics)
             log(f"{out} is already complete ({len(history)}/{cfg.epochs} epochs); nothing to resume")
             return metrics
     dd = load_device_data(cfg, device)  # a data problem stops the run before the folder is made
     prepare_run_folder(out)  # and a folder problem stops it before an epoch of training
     if state is not None:
-        for leftover in out.glob(".*.tmp"):  # a write cut short by a kill; the real files are intact
-            leftover.unlink()
+        remove_leftovers(out)
         if metrics is not None:
             repair_metrics_json(out, metrics)
     elif overwrite:  # only now: the settings are valid and the folder is writable
