@@ -168,6 +168,6 @@ def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
     assert without_timing(b["history"]) == without_timing(a["history"])
     assert b["final_test_accuracy"] == a["final_test_accuracy"]
     assert f"{a['final_test_accuracy']:.2f}%" in resumed.stdout
-    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=False)["model_state"] for d in (tmp_path / "full", out))
+    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["model_state"] for d in (tmp_path / "full", out))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "no temporary files left"

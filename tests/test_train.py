@@ -20,7 +20,7 @@ def quiet(*_):
 
 
 def weights(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model_state"]
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model_state"]
 
 
 def same_weights(a, b):
@@ -79,7 +79,7 @@ def test_metrics_json_contents(reference):
 
 def test_checkpoint_holds_the_weights_that_scored_the_reported_accuracy(reference):
     ref_dir, ref = reference
-    ckpt = torch.load(ref_dir / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(ref_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["model"] == "final" and ckpt["config"] == ref["config"]
     model = build_model(ckpt["model"])
     model.load_state_dict(ckpt["model_state"])  # strict: a complete state_dict of the named model
@@ -147,7 +147,7 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reference, tmp
     assert files_in(cut) == ["checkpoint.pt", "metrics.json"], "no temporary file left behind"
     on_disk = json.loads((cut / "metrics.json").read_text())
     assert on_disk["epochs"] == saved_epochs and len(on_disk["history"]) == saved_epochs
-    assert len(torch.load(cut / "checkpoint.pt", weights_only=False)["history"]) == saved_epochs
+    assert len(torch.load(cut / "checkpoint.pt", weights_only=True)["history"]) == saved_epochs
 
     resumed = T.train(None, resume=cut, progress=False, log=quiet)
     assert resumed["epochs"] == 3

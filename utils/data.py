@@ -37,6 +37,7 @@ FILES = {
     "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
     "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10_008),
 }
+TRAIN_SIZE = 60_000  # training images (the labels file is an 8-byte header + one byte per image)
 MEAN, STD = 0.1307, 0.3081  # of the 60k training pixels scaled to [0, 1]
 CLASSES = tuple(range(10))
 
@@ -182,12 +183,32 @@ def _from_torchvision(raw: Path, names: list[str]) -> str:
     return ""
 
 
+def file_system_error(exc: OSError, root: str | os.PathLike) -> MNISTDataError:
+    """One data error for what the file system refused (a folder where a file belongs, a
+    read-only folder, a file given as the data folder), saying what to do."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        return MNISTDataError(f"the MNIST folder {root} is a file, not a folder; pass --data-root a folder "
+                              "(default: this repository's data/)")
+    return MNISTDataError(f"MNIST under {raw_dir(root)} cannot be read or written: {exc}. Fix: make "
+                          f"{raw_dir(root)} a folder you can write to that holds only the four *-ubyte files "
+                          "(move away anything else there), or pass --data-root another folder")
+
+
 def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) -> Path:
     """Make the four canonical MNIST files exist and verify under ``root``; return the raw folder.
 
     A missing, truncated or corrupted file is rebuilt from the next source; if none works,
-    raise :class:`MNISTDataError` listing the files and every source tried.
+    raise :class:`MNISTDataError` listing the files and every source tried. What the file system
+    refuses (``OSError``) is a :class:`MNISTDataError` too.
     """
+    try:
+        return _ensure_mnist(root, verbose)
+    except OSError as exc:
+        raise file_system_error(exc, root) from exc
+
+
+def _ensure_mnist(root: str | os.PathLike, verbose: bool) -> Path:
     raw = raw_dir(root)
     raw.mkdir(parents=True, exist_ok=True)
     missing = [name for name in FILES if not file_is_valid(raw / name)]
@@ -216,12 +237,15 @@ def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) 
 def load_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> MNIST:
     """Verified MNIST as CPU tensors (images uint8 (N, 28, 28), labels int64 (N,))."""
     raw = ensure_mnist(root)
-    return MNIST(
-        train_images=read_idx(raw / "train-images-idx3-ubyte"),
-        train_labels=read_idx(raw / "train-labels-idx1-ubyte"),
-        test_images=read_idx(raw / "t10k-images-idx3-ubyte"),
-        test_labels=read_idx(raw / "t10k-labels-idx1-ubyte"),
-    )
+    try:
+        return MNIST(
+            train_images=read_idx(raw / "train-images-idx3-ubyte"),
+            train_labels=read_idx(raw / "train-labels-idx1-ubyte"),
+            test_images=read_idx(raw / "t10k-images-idx3-ubyte"),
+            test_labels=read_idx(raw / "t10k-labels-idx1-ubyte"),
+        )
+    except OSError as exc:  # a file swapped or made unreadable after it was verified
+        raise file_system_error(exc, root) from exc
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

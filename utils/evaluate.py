@@ -2,6 +2,9 @@
 
     python -m utils.evaluate runs/final-seed1-20261124-120000      # a run folder
     python -m utils.evaluate path/to/checkpoint.pt                  # or the checkpoint itself
+
+MNIST is read from --data-root (default: this repository's data/), never from the path stored in
+the checkpoint, which may name another machine's folder.
 """
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ import sys
 
 import torch
 
+from . import data
 from .cli import DEVICES, Parser
 from .models import build_model
-from .train import Config, RunError, evaluate, load_checkpoint, load_device_data, resolve_device
+from .train import RunError, evaluate, load_checkpoint, load_weights, one_line, resolve_device
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
@@ -33,16 +37,19 @@ def format_confusion(matrix: torch.Tensor) -> str:
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(path, device: str = "auto") -> dict:
-    """Rebuild the model named in the checkpoint, load its weights, evaluate on the 10k test images."""
+def evaluate_checkpoint(path, device: str = "auto", data_root=data.DEFAULT_ROOT) -> dict:
+    """Rebuild the model named in the checkpoint, load its weights, evaluate on the 10k test images
+    of the MNIST under ``data_root``."""
     state = load_checkpoint(path)
-    cfg = Config(**state["config"])
     dev = resolve_device(device)
-    model = build_model(state["model"]).to(dev).to(memory_format=torch.channels_last)
-    model.load_state_dict(state["model_state"])
-    dd = load_device_data(Config(model=cfg.model, data_root=cfg.data_root, train_subset=1), dev)
-    result = evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
-    result["confusion"] = confusion_matrix(result["predictions"], dd.test_y)
+    model = build_model(state["model"])
+    load_weights(model, state, path)
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    mnist = data.load_mnist(data_root)
+    test_x = data.normalize(mnist.test_images).to(dev).contiguous(memory_format=torch.channels_last)
+    test_y = mnist.test_labels.to(dev)
+    result = evaluate(model, test_x, test_y, state["config"].get("eval_batch_size", 2000))
+    result["confusion"] = confusion_matrix(result["predictions"], test_y)
     result["model"] = state["model"]
     result["epochs"] = len(state["history"])
     return result
@@ -52,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m utils.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
+    parser.add_argument("--data-root", default=str(data.DEFAULT_ROOT), metavar="DIR",
+                        help="where MNIST lives (default: data/, or $MNIST_ROOT)")
     args = parser.parse_args(argv)
     try:
-        r = evaluate_checkpoint(args.run, args.device)
-    except (RunError, ValueError) as exc:
-        parser.error(str(exc))
+        r = evaluate_checkpoint(args.run, args.device, args.data_root)
+    except (RunError, ValueError, data.MNISTDataError, OSError) as exc:
+        parser.error(one_line(exc))
     print(f"model {r['model']} after {r['epochs']} epochs: test accuracy {r['accuracy']:.2f}% "
           f"(loss {r['loss']:.4f}, {int(r['confusion'].trace())}/{int(r['confusion'].sum())} correct)")
     print(format_confusion(r["confusion"]))

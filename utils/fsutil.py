@@ -38,5 +38,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    """Strict JSON only: a NaN or infinity raises ValueError before anything is written,
+    because other tools (and the JSON standard) cannot read them."""
+    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` if needed and prove it takes a file, before any long work is done.
+
+    Raises OSError (NotADirectoryError, PermissionError, ...) when it cannot. The probe file is
+    named like an atomic write's temporary file, so a kill right here leaves nothing new behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(20, "Not a directory (it is a file)", str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(probe)
+    return path

@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -26,12 +27,14 @@ import torch.nn.functional as F
 
 from . import augment, data
 from .augment import DEGREES, TRANSLATE
-from .cli import DEVICES, GOAL, Parser, non_negative_int, positive_float, positive_int
-from .fsutil import atomic_write, atomic_write_json
-from .models import MODELS, build_model
+from .cli import DEVICES, GOAL, SEED_LIMIT, Parser, non_negative_int, positive_float, positive_int, seed_int
+from .fsutil import atomic_write, atomic_write_json, ensure_writable_dir
+from .models import MODELS, build_model, values_checked_on_load
 from .summary import count_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "degrees", "translate", "label_smoothing",
+            "recalibrate_bn", "ema", "seed", "device", "train_subset", "holdout", "data_root")  # fields with a flag
 
 
 @dataclass
@@ -87,8 +90,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps was asked for, but MPS is not available; use --device cpu or auto")
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)
 
 
@@ -182,8 +185,9 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Each epoch draws its shuffle, augmentation and dropout from its own seed, so a resumed run
-    replays exactly the randomness an uninterrupted run would have used."""
-    return seed * 100_003 + epoch
+    replays exactly the randomness an uninterrupted run would have used. Wrapped into the range
+    torch's generators take; small seeds never wrap, so their runs are unchanged."""
+    return (seed * 100_003 + epoch) % SEED_LIMIT
 
 
 def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=None,
@@ -205,7 +209,8 @@ def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=
         if cfg.augment:
             x = augment.random_affine(x, fill=BACKGROUND, generator=gen, degrees=cfg.degrees,
                                       translate=cfg.translate).contiguous(memory_format=torch.channels_last)
-        logits = model(x)
+        with values_checked_on_load():  # batches of verified MNIST: no NaN test, no host sync per step
+            logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,11 +271,12 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) ->
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version(), "torch": torch.__version__}
+    """Plain strings (torch.__version__ is a str subclass that weights_only loading refuses)."""
+    out = {"python": platform.python_version(), "torch": str(torch.__version__)}
     try:
         import torchvision
 
-        out["torchvision"] = torchvision.__version__
+        out["torchvision"] = str(torchvision.__version__)
     except Exception:
         out["torchvision"] = None
     return out
@@ -317,17 +323,196 @@ class RunError(ValueError):
     """A run cannot start as asked; the message says what to do instead."""
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A checkpoint from a run folder or a ``checkpoint.pt`` path, with a clear error if absent."""
+def option(name: str, value=None) -> str:
+    """The command-line flag of a Config field (its name if it has none), for messages that API and
+    CLI users both read."""
+    if name not in SETTINGS:
+        return name
+    if name in ("augment", "recalibrate_bn") and value is False:
+        return "--no-" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def setting(name: str) -> str:
+    """``epochs (--epochs)``: a Config field named both ways."""
+    return f"{name} ({option(name)})" if name in SETTINGS else name
+
+
+def training_images(cfg: Config) -> int:
+    """How many images a run trains on, known before MNIST is loaded."""
+    n = data.TRAIN_SIZE - cfg.holdout
+    return min(n, cfg.train_subset) if cfg.train_subset else n
+
+
+def validate(cfg: Config, *, named_model: bool = True) -> None:
+    """Refuse a Config that cannot make a sensible run, with one message per problem.
+
+    train() calls this first, before it touches the run folder: a bad parameter must never cost
+    the user an earlier run (``overwrite=True`` deletes only after this has passed)."""
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if named_model and cfg.model not in MODELS:
+        raise RunError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        value = getattr(cfg, name)
+        if not whole(value) or value <= 0:
+            raise RunError(f"{setting(name)} must be a positive integer, got {value!r}")
+    for name in ("train_subset", "holdout"):
+        value = getattr(cfg, name)
+        if not whole(value) or value < 0:
+            raise RunError(f"{setting(name)} must be an integer >= 0 (0: none), got {value!r}")
+    if not number(cfg.lr) or cfg.lr <= 0:
+        raise RunError(f"lr (--lr) must be a positive number, got {cfg.lr!r} (the final recipe peaks at 0.1)")
+    if not number(cfg.weight_decay) or cfg.weight_decay < 0:
+        raise RunError(f"weight_decay must be a number >= 0, got {cfg.weight_decay!r}")
+    if cfg.optimizer != "sgd":
+        raise RunError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
+    if cfg.schedule not in ("onecycle", "constant"):
+        raise RunError(f"unknown schedule {cfg.schedule!r}; choose onecycle or constant")
+    for name in ("augment", "recalibrate_bn"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise RunError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
+    for name, low, high in (("degrees", 0, 180), ("translate", 0, 0.5), ("label_smoothing", 0, 1), ("ema", 0, 1)):
+        value = getattr(cfg, name)
+        if not number(value) or not low <= value < high:
+            raise RunError(f"{setting(name)} must be a number from {low} up to (not including) {high}, "
+                           f"got {value!r}")
+    if not whole(cfg.seed) or not 0 <= cfg.seed < SEED_LIMIT:
+        raise RunError(f"seed (--seed) must be an integer from 0 to 2**63 - 1, got {cfg.seed!r}")
+    if cfg.device not in DEVICES:
+        raise RunError(f"unknown device {cfg.device!r}; choose {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
+    if cfg.holdout >= data.TRAIN_SIZE:
+        raise RunError(f"--holdout {cfg.holdout} leaves no training images: hold out fewer than the "
+                       f"{data.TRAIN_SIZE:,} training images (10000 is the usual validation split)")
+    n = training_images(cfg)
+    if cfg.batch_size > n:
+        raise RunError(f"batch size {cfg.batch_size} (--batch-size) is larger than the {n:,} training images; "
+                       f"use --batch-size {n} or less (the recipes use 128)")
+
+
+CHECKPOINT_TYPES = {"model": str, "architecture": str, "config": dict, "model_state": dict,
+                    "optimizer_state": dict, "scheduler_state": dict, "history": list, "wall_seconds": (int, float)}
+
+
+def checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
-    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint written by this module, from a run folder or a ``checkpoint.pt`` path.
+
+    Loaded with ``weights_only=True``: a pickle that would run code is refused unopened (students
+    share checkpoints). Anything that is not our checkpoint -- a bare state_dict, another program's
+    file, an unknown model or config -- is a RunError naming the file, never a KeyError later."""
+    ckpt = checkpoint_file(path)
     if not ckpt.is_file():
         raise RunError(f"no checkpoint at {ckpt}; pass a run folder made by `python -m utils.train` "
                        "or its checkpoint.pt")
     try:
-        return torch.load(ckpt, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated or foreign file
-        raise RunError(f"{ckpt} is not a readable checkpoint ({type(exc).__name__}); start a new run instead") from exc
+        state = torch.load(ckpt, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated, foreign, or a pickle that wants to run code
+        raise RunError(f"{ckpt} is not a checkpoint this course can load safely ({type(exc).__name__}); use a "
+                       "checkpoint.pt written by `python -m utils.train`, or start a new run") from exc
+
+    def refuse(what: str) -> RunError:
+        return RunError(f"{ckpt} is not a checkpoint written by `python -m utils.train` ({what}); "
+                        "pass a run folder made by it, or start a new run")
+
+    if not isinstance(state, dict):
+        raise refuse(f"it holds a {type(state).__name__}, not a checkpoint dict")
+    for key, kind in CHECKPOINT_TYPES.items():
+        if not isinstance(state.get(key), kind):
+            raise refuse(f"no valid '{key}' entry" if key in state else f"no '{key}' entry")
+    if not all(isinstance(v, torch.Tensor) for v in state["model_state"].values()):
+        raise refuse("its model_state is not a state_dict of tensors")
+    if state["model"] not in MODELS:
+        raise refuse(f"unknown model {state['model']!r}; this version knows {', '.join(MODELS)}")
+    unknown = sorted(set(state["config"]) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise refuse(f"its config has settings this version does not know: {', '.join(unknown)}")
+    if state["config"].get("model") != state["model"]:
+        raise refuse("its config names another model than the checkpoint")
+    try:
+        validate(Config(**state["config"]))
+    except RunError as exc:
+        raise refuse(f"its config is not valid: {exc}") from exc
+    return state
+
+
+def load_weights(model: torch.nn.Module, state: dict, where: str | Path) -> None:
+    """Put a checkpoint's weights into ``model``; weights of another network are a RunError, not a traceback."""
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RunError(f"{checkpoint_file(where)}: its weights do not fit the '{state['model']}' network of "
+                       f"utils/models.py ({first}); start a new run") from exc
+
+
+def saved_metrics(state: dict, out: Path) -> dict | None:
+    """The metrics that belong to this checkpoint.
+
+    The checkpoint is the one commit point: it carries its own copy of the metrics, and
+    metrics.json is derived from it (a kill between the two writes is repaired on resume). An older
+    checkpoint without that copy trusts metrics.json only when its history agrees; else None."""
+    if isinstance(state.get("metrics"), dict):
+        return state["metrics"]
+    on_disk = read_metrics_json(out)
+    return on_disk if on_disk is not None and on_disk.get("history") == state["history"] else None
+
+
+def read_metrics_json(out: Path) -> dict | None:
+    try:
+        on_disk = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):  # missing, cut short or not JSON: it is rebuilt from the checkpoint
+        return None
+    return on_disk if isinstance(on_disk, dict) else None
+
+
+def repair_metrics_json(out: Path, metrics: dict) -> None:
+    """Make metrics.json say what the checkpoint says (after a kill between the two writes)."""
+    if read_metrics_json(out) != metrics:
+        atomic_write_json(out / "metrics.json", metrics)
+
+
+RESUME_MAY_CHANGE = ("device", "data_root")  # where a run computes and reads MNIST, not what it computes
+
+
+def resumed_config(saved: Config, asked: Config | None, out: Path) -> Config:
+    """The saved Config, with only device and data root taken from ``asked``; other changes refused."""
+    if asked is None:
+        return saved
+    if asked.model != saved.model:
+        raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{asked.model}'; drop --model or pick "
+                       "another folder")
+    for f in dataclasses.fields(Config):
+        mine, theirs = getattr(asked, f.name), getattr(saved, f.name)
+        if f.name not in RESUME_MAY_CHANGE and mine != theirs:
+            raise RunError(f"--resume {out}: {option(f.name, mine)} asks for {f.name} {mine!r}, but the saved run has "
+                           f"{theirs!r}; a resumed run keeps its settings (only --device and --data-root may "
+                           f"change): drop {option(f.name, mine)}, or start a new run with another --out")
+    return dataclasses.replace(saved, **{name: getattr(asked, name) for name in RESUME_MAY_CHANGE})
+
+
+def prepare_run_folder(out: Path) -> None:
+    """Fail now, not after an epoch of training, when the run folder cannot be written."""
+    try:
+        ensure_writable_dir(out)
+    except OSError as exc:
+        raise RunError(f"--out {out} cannot be used as a run folder ({exc.strerror or exc}); "
+                       "choose a folder you can write to") from exc
+
+
+def remove_leftovers(out: Path) -> None:
+    """Delete temporary files of writes cut short by a kill; the real files are intact."""
+    for leftover in out.glob(".*.tmp"):
+        leftover.unlink()
 
 
 def shown_path(path: str | Path) -> str:
@@ -364,70 +549,82 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
     architecture without adding it to ``utils.models.MODELS``; ``cfg.model`` then only names the run.
     A builder is called after seeding, so its weights follow ``cfg.seed``.
     ``progress``: True for the terminal bar, False for none, or a reporter factory (see make_progress).
-    ``overwrite=True`` replaces an earlier run in ``out`` (the notebooks use it on re-execution)."""
+
+    The whole Config is validated and the folder proved writable before anything in it changes;
+    only then does ``overwrite=True`` replace an earlier run in ``out`` (the notebooks use it on
+    re-execution). With ``resume``, ``cfg`` may be None (the saved settings) or the saved settings
+    with another device / data root; any other difference is refused."""
+    state = None
     if resume is not None:
         out = Path(resume)
         if not out.is_dir():
             raise RunError(f"--resume {out}: no such run folder")
-        for leftover in out.glob(".*.tmp"):  # a write cut short by a kill; the real files are intact
-            leftover.unlink()
         state = load_checkpoint(out)
-        saved = Config(**state["config"])
-        if cfg is not None and cfg.model != saved.model:
-            raise RunError(f"--resume {out} holds a '{saved.model}' run, not '{cfg.model}'; "
-                           "drop --model or pick another folder")
-        cfg = saved
+        cfg = resumed_config(Config(**state["config"]), cfg, out)
     else:
         cfg = cfg or Config()
-        state = None
         out = Path(out) if out else default_run_dir(cfg)
-        if overwrite:
-            for name in ("checkpoint.pt", "metrics.json"):
-                (out / name).unlink(missing_ok=True)
-        if (out / "checkpoint.pt").exists():
-            raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    if model is None and cfg.model not in MODELS:
-        raise RunError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODELS)}")
-    if cfg.epochs <= 0 or cfg.batch_size <= 0:
-        raise RunError(f"epochs and batch size must be positive (got {cfg.epochs}, {cfg.batch_size})")
+    validate(cfg, named_model=model is None)
+    device = resolve_device(cfg.device)
+    if state is None and not overwrite and (out / "checkpoint.pt").exists():
+        raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
 
     start = time.perf_counter()
-    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model)
     elif not isinstance(model, torch.nn.Module):
         model = model()
     model = model.to(device).to(memory_format=torch.channels_last)
-    dd = load_device_data(cfg, device)
-    n_steps = steps_per_epoch(dd.train_x.shape[0], min(cfg.batch_size, dd.train_x.shape[0]))
-    opt, sched = make_optimizer(cfg, model, n_steps)
     arch = architecture_id(model)
     average = make_average(cfg, model)
     final_model = model if average is None else average.module  # what is evaluated and reported
     history: list[dict] = []
     wall_before = 0.0
+    metrics = None
     if state is not None:
-        if state.get("architecture", arch) != arch:
+        if state["architecture"] != arch:
             raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
                            "defines now; start a new run instead")
-        model.load_state_dict(state.get("training_state", state["model_state"]))
-        opt.load_state_dict(state["optimizer_state"])
-        sched.load_state_dict(state["scheduler_state"])
+        # with weight averaging on, the checkpoint's model_state is the average; training goes on from these
+        load_weights(model, {**state, "model_state": state.get("training_state", state["model_state"])}, out)
         if average is not None:
-            average.load_state_dict(state["average_state"])
+            load_weights(average, {**state, "model_state": state["average_state"]}, out)
         history = state["history"]
         wall_before = state["wall_seconds"]
+        metrics = saved_metrics(state, out)
+        if len(history) >= cfg.epochs:
+            if metrics is None:
+                raise RunError(f"{out} is complete, but its metrics.json is missing or does not match its older "
+                               "checkpoint.pt (which holds no copy of the metrics); start a new run")
+            prepare_run_folder(out)
+            remove_leftovers(out)
+            repair_metrics_json(out, metrics)
+            log(f"{out} is already complete ({len(history)}/{cfg.epochs} epochs); nothing to resume")
+            return metrics
+    dd = load_device_data(cfg, device)  # a data problem stops the run before the folder is made
+    prepare_run_folder(out)  # and a folder problem stops it before an epoch of training
+    if state is not None:
+        remove_leftovers(out)
+        if metrics is not None:
+            repair_metrics_json(out, metrics)
+    elif overwrite:  # only now: the settings are valid and the folder is writable
+        for name in ("checkpoint.pt", "metrics.json"):
+            (out / name).unlink(missing_ok=True)
+    n_steps = steps_per_epoch(dd.train_x.shape[0], cfg.batch_size)
+    opt, sched = make_optimizer(cfg, model, n_steps)
+    if state is not None:
+        try:
+            opt.load_state_dict(state["optimizer_state"])
+            sched.load_state_dict(state["scheduler_state"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"{checkpoint_file(out)}: its optimizer or scheduler state does not fit this run "
+                           f"({type(exc).__name__}); start a new run") from exc
         log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
 
     params = count_parameters(model)
     log(f"model {cfg.model}: {params:,} parameters | device {device_name(device)} | run folder {shown_path(out)}")
     bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(history))
-    if len(history) >= cfg.epochs:
-        if bar is not None:
-            bar.close()
-        log(f"{out} is already complete ({len(history)}/{cfg.epochs} epochs); nothing to resume")
-        return json.loads((out / "metrics.json").read_text())
     metrics = {}
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
@@ -442,6 +639,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
             if dd.val_x is not None:
                 val = evaluate(final_model, dd.val_x, dd.val_y, cfg.eval_batch_size)
                 row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            check_finite(row, cfg, out)
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             wall = wall_before + time.perf_counter() - start
@@ -458,6 +656,16 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
         if bar is not None:
             bar.close()
     return metrics
+
+
+def check_finite(row: dict, cfg: Config, out: Path) -> None:
+    """Stop a diverged run before it saves: NaN weights are worth nothing, and NaN is not JSON."""
+    bad = [key for key, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        epoch = row["epoch"]
+        kept = f"{out} keeps the checkpoint of epoch {epoch - 1}" if epoch > 1 else "nothing was saved"
+        raise RunError(f"training diverged in epoch {epoch} ({bad[0]} is {row[bad[0]]}); lower --lr (this run "
+                       f"used {cfg.lr:g}) and start a new run; {kept}")
 
 
 def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, device: torch.device, out: Path,
@@ -489,7 +697,8 @@ def make_metrics(cfg: Config, params: int, history: list[dict], wall: float, dev
 
 
 def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], metrics: dict, average=None) -> None:
-    """Checkpoint first, then metrics, each atomically: a kill leaves the previous epoch's pair.
+    """Checkpoint first, then metrics, each atomically. The checkpoint is the commit point: it holds
+    a copy of the metrics, so a kill between the two writes is repaired by --resume.
 
     ``model_state`` holds the weights that are evaluated and reported: the averaged ones when
     ``cfg.ema`` is on (the live training weights are then kept as ``training_state`` for --resume)."""
@@ -507,72 +716,84 @@ def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], met
         "scheduler_state": sched.state_dict(),
         "history": history,
         "wall_seconds": metrics["wall_seconds"],
+        "metrics": metrics,
     }
     atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(ckpt, tmp))
     atomic_write_json(out / "metrics.json", metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Run settings default to None, so that main() knows which ones the user typed (--resume
+    refuses a typed setting that differs from the saved run instead of ignoring it)."""
     d = Config()
     p = Parser(prog="python -m utils.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=list(MODELS), default=None, help="teaching step (default: final)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default: {d.epochs}")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"peak LR (onecycle) or fixed LR (constant); default: the step's recipe ({d.lr:g} for final)")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS",
+    p.add_argument("--degrees", type=float, default=None,
+                   help=f"augmentation: rotation range, +-degrees (default: {d.degrees:g})")
+    p.add_argument("--translate", type=float, default=None, metavar="FRACTION",
+                   help=f"augmentation: shift range, a fraction of the image size (default: {d.translate:g})")
+    p.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
                    help=f"cross-entropy label smoothing (default: {d.label_smoothing:g})")
-    p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=d.recalibrate_bn,
+    p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute BatchNorm statistics on 10,000 clean training images before each evaluation "
                         f"(default: {'on' if d.recalibrate_bn else 'off'})")
-    p.add_argument("--ema", type=float, default=d.ema, metavar="DECAY",
-                   help=f"EMA of the weights with this decay per step; 0 is off (default: {d.ema:g})")
-    p.add_argument("--degrees", type=float, default=d.degrees,
-                   help=f"augmentation: rotation range, +-degrees (default: {d.degrees:g})")
-    p.add_argument("--translate", type=float, default=d.translate, metavar="FRACTION",
-                   help=f"augmentation: shift range, a fraction of the image size (default: {d.translate:g})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
-    p.add_argument("--device", choices=DEVICES, default=d.device, help=f"default: {d.device}")
-    p.add_argument("--train-subset", type=non_negative_int, default=0, metavar="N",
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help=f"average the weights with this decay per step, 0 is off (default: {d.ema:g})")
+    p.add_argument("--seed", type=seed_int, default=None, help=f"0 to 2**63 - 1 (default: {d.seed})")
+    p.add_argument("--device", choices=DEVICES, default=None, help=f"default: {d.device}")
+    p.add_argument("--train-subset", type=non_negative_int, default=None, metavar="N",
                    help="train on the first N images only (default: 0, all)")
-    p.add_argument("--holdout", type=non_negative_int, default=0, metavar="N",
+    p.add_argument("--holdout", type=non_negative_int, default=None, metavar="N",
                    help="hold out the last N training images as a validation set, for tuning; never tune on test "
                         "(default: 0)")
-    p.add_argument("--data-root", default=d.data_root, metavar="DIR",
-                   help="where MNIST is kept (default: data/, or $MNIST_ROOT)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="where MNIST is kept (default: data/)")
     p.add_argument("--out", default=None, metavar="RUN_DIR",
                    help="run folder (default: runs/<model>-seed<seed>-<time>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a killed run from its last epoch (only --device and --data-root may change)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
     return p
 
 
+def settings_given(args) -> dict:
+    """The Config fields the user typed on the command line."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+
+
 def config_from_args(args) -> Config:
-    overrides = {k: v for k, v in dict(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-                                        augment=args.augment).items() if v is not None}
-    return recipe(args.model or "final", epochs=args.epochs, seed=args.seed, device=args.device,
-                  train_subset=args.train_subset, holdout=args.holdout, data_root=args.data_root,
-                  recalibrate_bn=args.recalibrate_bn, label_smoothing=args.label_smoothing, ema=args.ema,
-                  degrees=args.degrees, translate=args.translate, **overrides)
+    given = settings_given(args)
+    return recipe(given.pop("model", "final"), **given)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split("\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume is not None and not Path(args.resume).is_dir():
-        parser.error(f"--resume {args.resume}: no such run folder")
-    cfg = config_from_args(args)
-    if args.resume is not None and args.model is None:
-        cfg = None  # take everything from the checkpoint
     try:
+        if args.resume is None:
+            cfg = config_from_args(args)
+        else:
+            if not Path(args.resume).is_dir():
+                parser.error(f"--resume {args.resume}: no such run folder")
+            if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+                parser.error(f"--resume continues {args.resume} in place; drop --out {args.out}")
+            given = settings_given(args)  # typed settings are checked against the saved run by train()
+            cfg = dataclasses.replace(Config(**load_checkpoint(args.resume)["config"]), **given) if given else None
         # A bar redrawn with \r is noise in a log file or a pipe: show it only on a terminal.
         progress = not args.no_progress and sys.stderr.isatty()
         metrics = train(cfg, args.out, resume=args.resume, progress=progress)
-    except (RunError, ValueError, data.MNISTDataError) as exc:
-        parser.error(str(exc).replace("\n", " "))
+    except (RunError, ValueError, data.MNISTDataError, OSError) as exc:
+        parser.error(one_line(exc))
     if metrics.get("final_val_accuracy") is not None:  # a tuning run (--holdout): no test number on screen
         outcome = (f"final validation accuracy {metrics['final_val_accuracy']:.2f}% at epoch {metrics['epochs']} "
                    f"(the last {metrics['config']['holdout']:,} training images, never trained on; the test "
@@ -582,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = (f"final test accuracy {metrics['final_test_accuracy']:.2f}% at epoch {metrics['epochs']} "
                    f"({verdict} the {GOAL:.2f}% goal)")
     print(f"{outcome} | {metrics['params']:,} parameters | wall {metrics['wall_seconds']:.1f}s")
-    print(f"run folder: {metrics['run_dir']}")
+    print(f"run folder: {args.resume or metrics['run_dir']}")  # a resumed folder may have been moved
     return 0
 
 
