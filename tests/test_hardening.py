@@ -290,8 +290,8 @@ def test_case08_resume_honours_device_and_refuses_other_changes(finished, tmp_pa
 def test_case09_divergence_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
     real_epoch = T.train_epoch
 
-    def diverge_in_epoch_2(model, opt, sched, dd, cfg, epoch, bar=None):
-        loss, acc = real_epoch(model, opt, sched, dd, cfg, epoch, bar)
+    def diverge_in_epoch_2(model, opt, sched, dd, cfg, epoch, *rest):
+        loss, acc = real_epoch(model, opt, sched, dd, cfg, epoch, *rest)
         return (math.nan, acc) if epoch == 2 else (loss, acc)
 
     monkeypatch.setattr(T, "train_epoch", diverge_in_epoch_2)
