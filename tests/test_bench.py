@@ -95,3 +95,11 @@ def test_bad_arguments_fail_with_one_line():
     r = run_module("tools.bench", "--images", "0")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--images" in r.stderr
+
+
+def test_one_setting_is_one_lever_row_across_the_stored_results():
+    """Older records label the levers differently ("batch 64, peak lr 0.05"); the table joins them by setting."""
+    results = [json.loads(p.read_text()) for p in sorted(bench.RESULTS_DIR.glob("*.json"))]
+    lever_rows = [line for line in bench.speed_markdown(results).splitlines() if line.startswith("| batch |")]
+    assert [row.split(" | ")[1] for row in lever_rows] == ["batch 64", "batch 256", "batch 512"]
+    assert all("–" not in row for row in lever_rows)  # every host measured every batch setting

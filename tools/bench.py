@@ -262,6 +262,22 @@ def host(r: dict) -> str:
     return f"{r['device']}, {model}" if model and r["device_type"] == "cpu" else r["device"]
 
 
+# Lever labels written by older versions of this file -> the label the same setting has now, so that
+# one setting is one row of the lever table across hosts and dates.
+OLDER_LABELS = {
+    "batch 128, peak lr 0.1, channels_last (recipe)": "the final recipe",
+    "batch 64, peak lr 0.05": "batch 64",
+    "batch 256, peak lr 0.2": "batch 256",
+    "batch 512, peak lr 0.4": "batch 512",
+    "channels_last off (model and data NCHW)": "off: model and data NCHW",
+    "torch.set_num_threads(1) (default here 2)": "torch.set_num_threads(1)",
+}
+
+
+def lever_key(row: dict) -> tuple[str, str]:
+    return row["lever"], OLDER_LABELS.get(row["setting"], row["setting"])
+
+
 def speed_markdown(results: list[dict]) -> str:
     """The README's speed block: the results, how each was measured, the levers with one column per host."""
     results = sorted(results, key=lambda r: r["date"])
@@ -284,9 +300,9 @@ def speed_markdown(results: list[dict]) -> str:
     lines += ["", *table(["date", "arguments", "images timed", "runs (median)", "usual by num_workers (img/s)",
                           "CPUs / threads", "torch"], how)]
     hosts = [r for r in results if r["levers"]]
-    settings = list(dict.fromkeys((row["lever"], row["setting"]) for r in hosts for row in r["levers"]))
+    settings = list(dict.fromkeys(lever_key(row) for r in reversed(hosts) for row in r["levers"]))
     if settings:
-        by_host = [{(row["lever"], row["setting"]): row for row in r["levers"]} for r in hosts]
+        by_host = [{lever_key(row): row for row in r["levers"]} for r in hosts]
         lines += ["", *table(["lever", "setting", *(f"{r['date'][:10]}, {host(r)}" for r in hosts)],
                              [[*key, *(lever_cell(rows.get(key)) for rows in by_host)] for key in settings])]
     return "\n".join(lines)
