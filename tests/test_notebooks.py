@@ -305,10 +305,11 @@ def test_checker_reads_target_and_result_cells_but_not_other_prose():
 def test_checker_command_exit_status(tmp_path, capsys):
     good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
     nbformat.write(fixture_notebook("## Analysis\n\n99.41% at the end."), good)
-    nbformat.write(fixture_notebook("## Analysis\n\n99.47% at the end."), bad)
+    # five decimals: no value in the repository's results/steps.json (which main() also reads) can back it
+    nbformat.write(fixture_notebook("## Analysis\n\n99.47213% at the end."), bad)
     assert quoted_numbers.main([str(good)]) == 0
     assert quoted_numbers.main([str(good), str(bad)]) == 1
-    assert "bad.ipynb, '## Analysis': 99.47" in capsys.readouterr().out
+    assert "bad.ipynb, '## Analysis': 99.47213" in capsys.readouterr().out
     assert quoted_numbers.main([str(tmp_path / "missing.ipynb")]) == 2
 
 
@@ -474,6 +475,14 @@ def test_setup_reads_the_recipe_and_quick_mode(monkeypatch, capsys):
     assert run.dir == ROOT / "build" / "quick" / "05_augmentation" and "QUICK MODE" in capsys.readouterr().out
     with pytest.raises(ValueError, match="01_baseline, 02_batchnorm"):
         course.setup("06_more")
+
+
+def test_setup_refuses_a_bad_parameter_before_anything_runs(monkeypatch, capsys):
+    """papermill -p epochs -3 (issue 7, case 1): one clear error in the set-up cell, not torch's from a later cell."""
+    monkeypatch.delenv(course.QUICK_ENV, raising=False)
+    with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be a positive integer, got -3"):
+        course.setup("01_baseline", epochs=-3)
+    assert capsys.readouterr().out == ""  # nothing printed as if a run were set up
 
 
 def test_notebook_progress_updates_one_line_a_few_times_per_epoch(shown, capsys):

@@ -23,7 +23,7 @@ from IPython.display import Markdown, display
 
 from .cli import GOAL, MAX_EPOCHS, MAX_PARAMS
 from .models import MODELS, STEPS
-from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path
+from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path, validate
 
 QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
@@ -110,6 +110,7 @@ def setup(notebook: str, *, epochs: int | None = None, seed: int = 1, out_dir: s
     else:
         folder = run_folder(out_dir if out_dir is not None else f"../runs/{notebook}")
     cfg = recipe(STEPS[notebook], **overrides)
+    validate(cfg)  # a bad parameter stops here, in the set-up cell, with the message train() would give
     dev = resolve_device(cfg.device)
     images = f"the first {cfg.train_subset:,}" if cfg.train_subset else "all 60,000"
     epochs_text = f"{cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}"
