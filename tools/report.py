@@ -6,7 +6,7 @@
 Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``:
 ``steps`` from results/steps.json, ``seeds`` from results/seeds.json, ``speed`` from
 results/bench/*.json, ``architecture`` from the model itself. The figures: the final architecture
-(from the model) and the training curves of the five seeds (from results/seeds.json).
+(from the model) and the training curves of the seeds (from results/seeds.json).
 """
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def seeds_block() -> str:
         return "_Not measured yet: run `make seeds`._"
     from .seeds import markdown_table
 
-    return (markdown_table(json.loads(SEEDS.read_text())) + "\n\n"
-            "![Loss and accuracy per epoch of the five seeds](results/figures/seeds_curves.png)")
+    summary = json.loads(SEEDS.read_text())
+    return (markdown_table(summary) + "\n\n"
+            f"![Loss and accuracy per epoch of the {len(summary['runs'])} seeds](results/figures/seeds_curves.png)")
 
 
 def speed_block() -> str:
