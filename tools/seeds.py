@@ -8,27 +8,16 @@ summary goes to results/seeds.json, which the README table is generated from.
 """
 from __future__ import annotations
 
-import dataclasses
-import statistics
 import sys
 from pathlib import Path
 
-from tools.steps import RUNS, comparable, threads_prefix
+from tools.steps import RUNS, run_one, threads_prefix
 from utils.cli import DEVICES, GOAL, Parser
+from utils.course import spread
 from utils.fsutil import atomic_write_json
-from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, train, versions
+from utils.train import REPO_ROOT, RunError, versions
 
 FINAL_RUNS = RUNS / "final"
-
-
-def run_seed(seed: int, out: Path, device: str, progress: bool) -> dict:
-    """Train one seed into ``out``; continue it if it is there (train() refuses another architecture)."""
-    cfg = recipe("final", seed=seed, device=device)
-    if not (out / "checkpoint.pt").exists():
-        return train(cfg, out, progress=progress)
-    if comparable(load_checkpoint(out)["config"]) != comparable(dataclasses.asdict(cfg)):
-        raise RunError(f"{out} holds a run with other settings than the default recipe; remove it or pass --runs-dir")
-    return train(None, resume=out, progress=progress)
 
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
@@ -44,10 +33,7 @@ def summarize(runs: list[dict]) -> dict:
              "history": [{k: h[k] for k in HISTORY_KEYS} for h in r["history"]]}
             for r in runs
         ],
-        "mean": statistics.mean(accs),
-        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "min": min(accs),
-        "max": max(accs),
+        **spread(accs),
         "at_or_above_goal": sum(a >= GOAL for a in accs),
         "versions": versions(),
         "command": reproduce({"runs": runs}),
@@ -90,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         for seed in args.seeds:
-            runs.append(run_seed(seed, Path(args.runs_dir) / f"seed{seed}", args.device, not args.no_progress))
+            runs.append(run_one("final", seed, Path(args.runs_dir) / f"seed{seed}", epochs=None, train_subset=0,
+                                device=args.device, progress=not args.no_progress))
     except (RunError, ValueError) as exc:
         parser.error(str(exc))
     summary = summarize(runs)

@@ -445,10 +445,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return state
 
 
-def load_weights(model: torch.nn.Module, state: dict, where: str | Path) -> None:
-    """Put a checkpoint's weights into ``model``; weights of another network are a RunError, not a traceback."""
+def load_weights(model: torch.nn.Module, state: dict, where: str | Path, key: str = "model_state") -> None:
+    """Put a checkpoint's weights (``state[key]``) into ``model``; weights of another network are a
+    RunError, not a traceback."""
     try:
-        model.load_state_dict(state["model_state"])
+        model.load_state_dict(state[key])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise RunError(f"{checkpoint_file(where)}: its weights do not fit the '{state['model']}' network of "
@@ -532,7 +533,7 @@ def terminal_progress(desc: str, epochs: int, steps_per_epoch: int, done_epochs:
 
 def make_progress(progress, desc: str, epochs: int, steps_per_epoch: int, done_epochs: int):
     """The progress reporter for ``train(progress=...)``: False/None -> none, True -> the terminal bar,
-    a callable -> whatever it returns for these arguments (utils.course.notebook_progress in notebooks).
+    a callable -> whatever it returns for these arguments (utils.course.NotebookProgress in notebooks).
 
     A reporter has tqdm's three methods: ``update(steps)``, ``write(line)`` for the per-epoch line, ``close()``."""
     if not progress:
@@ -586,10 +587,10 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
         if state["architecture"] != arch:
             raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
                            "defines now; start a new run instead")
-        # with weight averaging on, the checkpoint's model_state is the average; training goes on from these
-        load_weights(model, {**state, "model_state": state.get("training_state", state["model_state"])}, out)
+        # with weight averaging on, model_state is the average; training goes on from training_state
+        load_weights(model, state, out, "training_state" if "training_state" in state else "model_state")
         if average is not None:
-            load_weights(average, {**state, "model_state": state["average_state"]}, out)
+            load_weights(average, state, out, "average_state")
         history = state["history"]
         wall_before = state["wall_seconds"]
         metrics = saved_metrics(state, out)
@@ -702,16 +703,16 @@ def save_run(out: Path, model, opt, sched, cfg: Config, history: list[dict], met
 
     ``model_state`` holds the weights that are evaluated and reported: the averaged ones when
     ``cfg.ema`` is on (the live training weights are then kept as ``training_state`` for --resume)."""
+    def on_cpu(module: torch.nn.Module) -> dict:
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
     final = model if average is None else average.module
     ckpt = {
         "model": cfg.model,
         "architecture": metrics["architecture"],
         "config": dataclasses.asdict(cfg),
-        "model_state": {k: v.detach().cpu() for k, v in final.state_dict().items()},
-        **({} if average is None else {
-            "training_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "average_state": {k: v.detach().cpu() for k, v in average.state_dict().items()},
-        }),
+        "model_state": on_cpu(final),
+        **({} if average is None else {"training_state": on_cpu(model), "average_state": on_cpu(average)}),
         "optimizer_state": opt.state_dict(),
         "scheduler_state": sched.state_dict(),
         "history": history,
