@@ -94,3 +94,53 @@ def test_history_is_reproducible_with_every_lever_on(tmp_path):
     a = T.train(cfg, tmp_path / "a", progress=False, log=lambda *_: None)
     b = T.train(cfg, tmp_path / "b", progress=False, log=lambda *_: None)
     assert without_timing(a["history"]) == without_timing(b["history"])
+
+
+def run(tmp_path, name, **overrides):
+    return T.train(tiny_config(**overrides), tmp_path / name, progress=False, log=lambda *_: None)["history"]
+
+
+def test_clean_epochs_switch_augmentation_off_for_the_last_epochs_only(tmp_path):
+    augmented = run(tmp_path, "aug", epochs=3)
+    last_clean = run(tmp_path, "last", epochs=3, clean_epochs=1)
+    assert without_timing(last_clean[:2]) == without_timing(augmented[:2])  # same draws until the last epoch
+    assert last_clean[2]["train_loss"] != augmented[2]["train_loss"]
+    # every epoch clean is a run without augmentation, bit for bit
+    assert without_timing(run(tmp_path, "all", epochs=2, clean_epochs=2)) == \
+        without_timing(run(tmp_path, "none", epochs=2, augment=False))
+
+
+def test_no_norm_decay_spares_batchnorm_and_biases_only(tmp_path):
+    cfg = tiny_config(norm_decay=False)
+    model = build_model("final")
+    opt, _ = T.make_optimizer(cfg, model, steps_per_epoch=8)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    multiplying = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert decayed == multiplying and len(decayed) == 6  # five convolutions and the 1x1 head
+    assert opt.param_groups[0]["weight_decay"] == cfg.weight_decay
+    # it changes training; with no weight decay at all it changes nothing
+    assert without_timing(run(tmp_path, "a", epochs=1, norm_decay=False)) != \
+        without_timing(run(tmp_path, "b", epochs=1))
+    assert without_timing(run(tmp_path, "c", epochs=1, norm_decay=False, weight_decay=0.0)) == \
+        without_timing(run(tmp_path, "d", epochs=1, weight_decay=0.0))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(epochs=2, clean_epochs=3), "clean_epochs (--clean-epochs) 3 is more than the 2 epochs"),
+    (dict(clean_epochs=-1), "clean_epochs (--clean-epochs) must be an integer >= 0"),
+    (dict(norm_decay="no"), "norm_decay must be True or False"),
+    (dict(weight_decay=-1e-4), "weight_decay (--weight-decay) must be a number >= 0"),
+])
+def test_new_levers_refuse_bad_values(overrides, message):
+    with pytest.raises(T.RunError) as err:
+        T.validate(tiny_config(**overrides))
+    assert message in str(err.value)
+
+
+def test_new_levers_have_flags():
+    args = T.build_parser().parse_args(["--clean-epochs", "1", "--no-norm-decay", "--weight-decay", "0"])
+    cfg = T.config_from_args(args)
+    assert (cfg.clean_epochs, cfg.norm_decay, cfg.weight_decay) == (1, False, 0.0)
+    assert T.option("norm_decay", False) == "--no-norm-decay"
+    with pytest.raises(SystemExit):
+        T.build_parser().parse_args(["--weight-decay", "-1"])

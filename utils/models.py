@@ -223,16 +223,6 @@ MODELS = {
     "final": FinalNet,
 }
 
-# The course in order: notebook (file stem in notebooks/) -> the model it trains.
-STEPS = {
-    "01_baseline": "baseline",
-    "02_batchnorm": "batchnorm",
-    "03_dropout": "dropout",
-    "04_gap": "gap",
-    "05_augmentation": "final",
-}
-
-
 def build_model(name: str) -> MnistNet:
     """A fresh model for the teaching step ``name`` (one of :data:`MODELS`)."""
     if name not in MODELS:

@@ -27,14 +27,26 @@ import torch.nn.functional as F
 
 from . import augment, data
 from .augment import DEGREES, TRANSLATE
-from .cli import DEVICES, GOAL, SEED_LIMIT, Parser, non_negative_int, positive_float, positive_int, seed_int
+from .cli import (
+    DEVICES,
+    GOAL,
+    SEED_LIMIT,
+    Parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from .fsutil import atomic_write, atomic_write_json, ensure_writable_dir
 from .models import MODELS, build_model, values_checked_on_load
 from .summary import count_parameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "degrees", "translate", "label_smoothing",
-            "recalibrate_bn", "ema", "seed", "device", "train_subset", "holdout", "data_root")  # fields with a flag
+SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "norm_decay", "schedule", "augment", "degrees",
+            "translate", "clean_epochs", "label_smoothing", "recalibrate_bn", "ema", "seed", "device", "train_subset",
+            "holdout", "data_root")  # fields with a flag
+SWITCHES = ("norm_decay", "augment", "recalibrate_bn")  # on/off fields: --name and --no-name
 
 
 @dataclass
@@ -47,10 +59,12 @@ class Config:
     optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9
     lr: float = 0.1  # the peak LR for "onecycle", the fixed LR for "constant"
     weight_decay: float = 5e-4
+    norm_decay: bool = True  # decay BatchNorm weights and biases too (off: only convolution and linear weights)
     schedule: str = "onecycle"  # "onecycle" or "constant"
     augment: bool = True
     degrees: float = DEGREES  # augmentation: rotation range, +-degrees
     translate: float = TRANSLATE  # augmentation: shift range, fraction of the image size
+    clean_epochs: int = 0  # the last N epochs train on un-augmented images (0: augment every epoch)
     label_smoothing: float = 0.0
     recalibrate_bn: bool = True  # recompute BatchNorm statistics on clean training images before each evaluation
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); if on, it is the final model
@@ -139,7 +153,13 @@ BACKGROUND = (0.0 - data.MEAN) / data.STD  # value of a black pixel after normal
 def make_optimizer(cfg: Config, model: torch.nn.Module, steps_per_epoch: int):
     if cfg.optimizer != "sgd":
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    # foreach: one multi-tensor kernel per update instead of a loop over the 17 parameter tensors; the same
+    # arithmetic (bit-identical weights), about 2% less time per step on a 2-core CPU
+    params = list(model.parameters())
+    if not cfg.norm_decay:  # decay only the tensors that multiply (conv/linear weights); no BatchNorm or bias
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.schedule == "onecycle":
         pct_start = 0.25
         if pct_start * cfg.epochs * steps_per_epoch == 1:
@@ -190,6 +210,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 100_003 + epoch) % SEED_LIMIT
 
 
+def augmenting(cfg: Config, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (1-based) trains on augmented images: all but the last ``clean_epochs``."""
+    return cfg.augment and epoch <= cfg.epochs - cfg.clean_epochs
+
+
 def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=None,
                 average=None) -> tuple[float, float]:
     """One pass over the training tensors; returns (mean loss, accuracy %). One host sync, at the end."""
@@ -206,7 +231,7 @@ def train_epoch(model, opt, sched, dd: DeviceData, cfg: Config, epoch: int, bar=
     for step in range(steps_per_epoch(n, batch)):
         idx = order[step * batch : (step + 1) * batch]
         x, y = dd.train_x[idx], dd.train_y[idx]
-        if cfg.augment:
+        if augmenting(cfg, epoch):
             x = augment.random_affine(x, fill=BACKGROUND, generator=gen, degrees=cfg.degrees,
                                       translate=cfg.translate).contiguous(memory_format=torch.channels_last)
         with values_checked_on_load():  # batches of verified MNIST: no NaN test, no host sync per step
@@ -328,7 +353,7 @@ def option(name: str, value=None) -> str:
     CLI users both read."""
     if name not in SETTINGS:
         return name
-    if name in ("augment", "recalibrate_bn") and value is False:
+    if name in SWITCHES and value is False:
         return "--no-" + name.replace("_", "-")
     return "--" + name.replace("_", "-")
 
@@ -362,19 +387,22 @@ def validate(cfg: Config, *, named_model: bool = True) -> None:
         value = getattr(cfg, name)
         if not whole(value) or value <= 0:
             raise RunError(f"{setting(name)} must be a positive integer, got {value!r}")
-    for name in ("train_subset", "holdout"):
+    for name in ("train_subset", "holdout", "clean_epochs"):
         value = getattr(cfg, name)
         if not whole(value) or value < 0:
             raise RunError(f"{setting(name)} must be an integer >= 0 (0: none), got {value!r}")
+    if cfg.clean_epochs > cfg.epochs:
+        raise RunError(f"clean_epochs (--clean-epochs) {cfg.clean_epochs} is more than the {cfg.epochs} epochs of "
+                       f"the run; use --clean-epochs {cfg.epochs} or less")
     if not number(cfg.lr) or cfg.lr <= 0:
         raise RunError(f"lr (--lr) must be a positive number, got {cfg.lr!r} (the final recipe peaks at 0.1)")
     if not number(cfg.weight_decay) or cfg.weight_decay < 0:
-        raise RunError(f"weight_decay must be a number >= 0, got {cfg.weight_decay!r}")
+        raise RunError(f"{setting('weight_decay')} must be a number >= 0, got {cfg.weight_decay!r}")
     if cfg.optimizer != "sgd":
         raise RunError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is supported")
     if cfg.schedule not in ("onecycle", "constant"):
         raise RunError(f"unknown schedule {cfg.schedule!r}; choose onecycle or constant")
-    for name in ("augment", "recalibrate_bn"):
+    for name in SWITCHES:
         if not isinstance(getattr(cfg, name), bool):
             raise RunError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
     for name, low, high in (("degrees", 0, 180), ("translate", 0, 0.5), ("label_smoothing", 0, 1), ("ema", 0, 1)):
@@ -733,12 +761,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=None, help=f"default: the step's recipe ({d.batch_size})")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"peak LR (onecycle) or fixed LR (constant); default: the step's recipe ({d.lr:g} for final)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"default: {d.weight_decay:g}")
+    p.add_argument("--norm-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on BatchNorm weights and biases too; --no-norm-decay: on convolution and "
+                        f"linear weights only (default: {'on' if d.norm_decay else 'off'})")
     p.add_argument("--schedule", choices=["onecycle", "constant"], default=None, help="default: the step's recipe")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="default: the step's recipe")
     p.add_argument("--degrees", type=float, default=None,
                    help=f"augmentation: rotation range, +-degrees (default: {d.degrees:g})")
     p.add_argument("--translate", type=float, default=None, metavar="FRACTION",
                    help=f"augmentation: shift range, a fraction of the image size (default: {d.translate:g})")
+    p.add_argument("--clean-epochs", type=non_negative_int, default=None, metavar="N",
+                   help=f"train the last N epochs on un-augmented images (default: {d.clean_epochs})")
     p.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
                    help=f"cross-entropy label smoothing (default: {d.label_smoothing:g})")
     p.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=None,
