@@ -1,0 +1,29 @@
+"""tools.tta: test-time shifts scored on the validation split only."""
+import pytest
+import torch
+from helpers import tiny_config
+
+from tools import tta
+from utils import train as T
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
+
+def test_views_are_the_image_and_its_four_one_pixel_shifts():
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    views = tta.shifted_views(x, fill=-1.0)
+    assert len(views) == 5 and torch.equal(views[0], x)
+    right = views[1]  # (dx, dy) = (1, 0): the content moves one pixel right, the fill comes in on the left
+    assert torch.allclose(right[..., 1:], x[..., :-1], atol=1e-3) and torch.allclose(right[..., 0], torch.tensor(-1.0), atol=1e-3)
+    down = views[3]
+    assert torch.allclose(down[..., 1:, :], x[..., :-1, :], atol=1e-3) and torch.allclose(down[..., 0, :], torch.tensor(-1.0), atol=1e-3)
+
+
+def test_scores_a_validation_run_and_refuses_one_without_a_validation_split(tmp_path, capsys):
+    T.train(tiny_config(epochs=1, holdout=1000), tmp_path / "val", progress=False, log=lambda *_: None)
+    plain, shifted = tta.score(tmp_path / "val")
+    assert 0 < plain <= 100 and 0 < shifted <= 100
+    T.train(tiny_config(epochs=1), tmp_path / "test", progress=False, log=lambda *_: None)
+    with pytest.raises(SystemExit):
+        tta.main([str(tmp_path / "val"), str(tmp_path / "test")])
+    assert "trained without --holdout" in capsys.readouterr().err
