@@ -294,6 +294,15 @@ def test_checker_rejects_a_number_nothing_backs(claim, wrong):
     assert problems[0].startswith("fx, '## Analysis'")
 
 
+def test_checker_takes_summaries_from_steps_json_but_not_curves_or_wall_times():
+    steps = {"steps": [{"params": 7816, "test_accuracy": {"mean": 99.4}, "gap": {"mean": -0.13},
+                        "runs": [{"seed": 3, "final_test_accuracy": 99.44, "final_train_accuracy": 99.31, "gap": -0.13,
+                                  "test_accuracy_curve": [98.76, 99.11], "wall_seconds": 123.45}]}]}
+    nb = fixture_notebook("## Analysis\n\nSeed 3 ended at 99.44% (train 99.31%); epoch 2 read 99.11% after 123.45 s.")
+    problems = quoted_numbers.check_notebook(nb, steps)
+    assert [p.split(": ")[1].split()[0] for p in problems] == ["2", "99.11", "123.45"]
+
+
 def test_checker_reads_target_and_result_cells_but_not_other_prose():
     nb = fixture_notebook("## Analysis\n\nNothing measured.", target="## Target\n\nReach 99.5% in 3 epochs.")
     problems = quoted_numbers.check_notebook(nb, None)

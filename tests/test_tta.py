@@ -14,9 +14,11 @@ def test_views_are_the_image_and_its_four_one_pixel_shifts():
     views = tta.shifted_views(x, fill=-1.0)
     assert len(views) == 5 and torch.equal(views[0], x)
     right = views[1]  # (dx, dy) = (1, 0): the content moves one pixel right, the fill comes in on the left
-    assert torch.allclose(right[..., 1:], x[..., :-1], atol=1e-3) and torch.allclose(right[..., 0], torch.tensor(-1.0), atol=1e-3)
+    assert torch.allclose(right[..., 1:], x[..., :-1], atol=1e-3)
+    assert torch.allclose(right[..., 0], torch.tensor(-1.0), atol=1e-3)
     down = views[3]
-    assert torch.allclose(down[..., 1:, :], x[..., :-1, :], atol=1e-3) and torch.allclose(down[..., 0, :], torch.tensor(-1.0), atol=1e-3)
+    assert torch.allclose(down[..., 1:, :], x[..., :-1, :], atol=1e-3)
+    assert torch.allclose(down[..., 0, :], torch.tensor(-1.0), atol=1e-3)
 
 
 def test_scores_a_validation_run_and_refuses_one_without_a_validation_split(tmp_path, capsys):

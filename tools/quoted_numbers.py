@@ -12,7 +12,10 @@ The rules, small on purpose:
    (``step 4``, ``steps 1-4``, ``notebook 05``).
 3. Every other number (``7,816``, ``99.41%``, ``-0.12``, ``5``) must equal, once a value is written
    with as many decimals as the quote has, the size of a number printed in this notebook's stored
-   outputs or of a value in results/steps.json. Commas group thousands; signs and ``%`` are ignored.
+   outputs or of a summary value in results/steps.json: the shared settings and seeds, and per step
+   its parameter count, each seed's final accuracies and gap, and their mean/std/min/max (not the
+   per-epoch curves or wall times, hundreds of values that would back almost any 2-decimal quote by
+   chance). Commas group thousands; signs and ``%`` are ignored.
 
 So an Analysis can quote its own run's Result, the seed table a code cell printed, or the 5-seed
 statistics; a number typed from memory, or left behind after a re-run, fails.
@@ -76,10 +79,24 @@ def json_numbers(obj) -> list[float]:
     return []
 
 
+RUN_SUMMARY = ("seed", "final_test_accuracy", "final_train_accuracy", "gap")
+
+
+def summary_numbers(steps: dict | None) -> list[float]:
+    """The values of results/steps.json that rule 3 accepts (its summaries, not its curves)."""
+    if not steps:
+        return []
+    picked = [steps.get("config", {}), steps.get("seeds", [])]
+    for step in steps.get("steps", []):
+        picked += [step.get("params"), step.get("test_accuracy", {}), step.get("gap", {})]
+        picked += [{k: run.get(k) for k in RUN_SUMMARY} for run in step.get("runs", [])]
+    return json_numbers(picked)
+
+
 def known_numbers(nb, steps: dict | None) -> list[float]:
-    """Sizes of the numbers rule 3 accepts: printed in the outputs, or stored in results/steps.json."""
+    """Sizes of the numbers rule 3 accepts: printed in the outputs, or summarised in results/steps.json."""
     printed = [float(whole.replace(",", "") + (frac or "")) for whole, frac in NUMBER.findall(output_text(nb))]
-    return printed + [abs(x) for x in json_numbers(steps or {})]
+    return printed + [abs(x) for x in summary_numbers(steps)]
 
 
 def backed(quote: str, known: list[float]) -> bool:

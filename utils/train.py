@@ -123,12 +123,10 @@ class DeviceData:
 
 def load_device_data(cfg: Config, device: torch.device) -> DeviceData:
     """Load verified MNIST, normalise once, apply holdout / subset, move everything to ``device``."""
+    check_holdout(cfg)  # also here: tools and tests load data without a full validate()
     mnist = data.load_mnist(cfg.data_root)
     x, y = mnist.train_images, mnist.train_labels
     val_x = val_y = None
-    if cfg.holdout >= len(y):
-        raise ValueError(f"--holdout {cfg.holdout} leaves no training images: hold out fewer than the "
-                         f"{len(y):,} training images (10000 is the usual validation split)")
     if cfg.holdout:
         x, y, val_x, val_y = x[: -cfg.holdout], y[: -cfg.holdout], x[-cfg.holdout :], y[-cfg.holdout :]
     if cfg.train_subset:
@@ -369,6 +367,12 @@ def training_images(cfg: Config) -> int:
     return min(n, cfg.train_subset) if cfg.train_subset else n
 
 
+def check_holdout(cfg: Config) -> None:
+    if cfg.holdout >= data.TRAIN_SIZE:
+        raise RunError(f"--holdout {cfg.holdout} leaves no training images: hold out fewer than the "
+                       f"{data.TRAIN_SIZE:,} training images (10000 is the usual validation split)")
+
+
 def validate(cfg: Config, *, named_model: bool = True) -> None:
     """Refuse a Config that cannot make a sensible run, with one message per problem.
 
@@ -414,9 +418,7 @@ def validate(cfg: Config, *, named_model: bool = True) -> None:
         raise RunError(f"seed (--seed) must be an integer from 0 to 2**63 - 1, got {cfg.seed!r}")
     if cfg.device not in DEVICES:
         raise RunError(f"unknown device {cfg.device!r}; choose {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
-    if cfg.holdout >= data.TRAIN_SIZE:
-        raise RunError(f"--holdout {cfg.holdout} leaves no training images: hold out fewer than the "
-                       f"{data.TRAIN_SIZE:,} training images (10000 is the usual validation split)")
+    check_holdout(cfg)
     n = training_images(cfg)
     if cfg.batch_size > n:
         raise RunError(f"batch size {cfg.batch_size} (--batch-size) is larger than the {n:,} training images; "
