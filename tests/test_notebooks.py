@@ -664,3 +664,13 @@ def test_architecture_figure_has_one_block_per_convolution_and_the_head(name, cl
     assert re.findall(r"RF (\d+)", texts) == ["4", "8", "12", "16", "20", "28"]
     assert "10x13x13" in texts and "16x5x5" in texts  # shapes come from a forward pass
     assert f"{count_parameters(model):,} parameters" in ax.get_title()
+
+
+def test_stale_warning_reads_a_setting_missing_from_an_older_summary_as_its_default():
+    settings = {k: v for k, v in course.recipe_settings("final").items() if k not in ("augment", "clean_epochs")}
+    summary = {"config": {**settings, "train_subset": 0}}  # made before clean_epochs existed
+    assert course.stale_warning(summary) is None
+    summary["config"]["clean_epochs"] = 1
+    assert "clean_epochs=1 (the code: 0)" in course.stale_warning(summary)
+    summary["config"] = {**settings, "train_subset": 0, "epochs": 15}
+    assert "epochs=15 (the code: 10)" in course.stale_warning(summary)

@@ -276,7 +276,8 @@ def step_header(summary: dict) -> str:
 def stale_warning(summary: dict) -> str | None:
     """A line when results/steps.json was trained with other settings than the recipe in the code now."""
     shared = {**{k: v for k, v in recipe_settings("final").items() if k != "augment"}, "train_subset": 0}
-    stored = {k: summary["config"].get(k) for k in shared}
+    defaults = dataclasses.asdict(Config())  # a setting added after the sweep: its runs had the default
+    stored = {k: summary["config"].get(k, defaults[k]) for k in shared}
     differ = [f"{k}={stored[k]!r} (the code: {v!r})" for k, v in shared.items() if stored[k] != v]
     if differ:
         return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.train now: "
