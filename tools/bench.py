@@ -303,7 +303,8 @@ def speed_markdown(results: list[dict]) -> str:
     settings = list(dict.fromkeys(lever_key(row) for r in reversed(hosts) for row in r["levers"]))
     if settings:
         by_host = [{lever_key(row): row for row in r["levers"]} for r in hosts]
-        lines += ["", *table(["lever", "setting", *(f"{r['date'][:10]}, {host(r)}" for r in hosts)],
+        # date and time, like the first column above: one host can hold two records on one day
+        lines += ["", *table(["lever", "setting", *(f"{r['date'][:16].replace('T', ' ')}, {host(r)}" for r in hosts)],
                              [[*key, *(lever_cell(rows.get(key)) for rows in by_host)] for key in settings])]
     return "\n".join(lines)
 
