@@ -4,6 +4,7 @@ whose errors are one line (the usage block hides the message a user needs).
 from __future__ import annotations
 
 import argparse
+import math
 
 # The course's goal, in one place: this test accuracy at the final epoch, within this many epochs,
 # with at most this many parameters.
@@ -21,54 +22,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def argument_type(convert, expected: str, must: str, ok):
+    """An argparse type: ``convert(text)``, refused unless ``ok(value)``, with one message per failure.
+    The refusal shows a parsed integer as parsed and a float as typed (``1e999``, not ``inf``)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {value if convert is int else text}")
+        return value
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
+positive_float = argument_type(float, "a positive number", "a positive number", lambda v: 0 < v < math.inf)
+non_negative_float = argument_type(float, "a number >= 0", "a number >= 0", lambda v: 0 <= v < math.inf)
+positive_int = argument_type(int, "a positive integer", "a positive integer", lambda v: v > 0)
+non_negative_int = argument_type(int, "an integer >= 0", ">= 0", lambda v: v >= 0)
 
 SEED_LIMIT = 2**63  # seeds run from 0 to 2**63 - 1: what torch's generators take, epoch offsets included
-
-
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text!r}") from None
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {value}")
-    return value
+seed_int = argument_type(int, "an integer from 0 to 2**63 - 1", "an integer from 0 to 2**63 - 1",
+                         lambda v: 0 <= v < SEED_LIMIT)
