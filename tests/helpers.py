@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from utils import data
 from utils.train import Config, recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +34,12 @@ def tiny_config(**overrides) -> Config:
     batch 128, CPU, the 10k test images evaluated in one batch each epoch."""
     base = dict(train_subset=1024, epochs=3, batch_size=128, device="cpu", eval_batch_size=10_000)
     return recipe(overrides.pop("model", "final"), **{**base, **overrides})
+
+
+def copy_of_mnist(root) -> Path:
+    """A copy of the verified MNIST files under ``root`` (to break or lock without touching data/)."""
+    raw = data.raw_dir(root)
+    raw.mkdir(parents=True)
+    for name in data.FILES:
+        shutil.copyfile(data.raw_dir() / name, raw / name)
+    return raw

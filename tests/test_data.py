@@ -1,11 +1,11 @@
 """Offline MNIST: canonical bytes, counts, labels; corrupted files never reach training."""
 import json
 import os
-import shutil
 import stat
 
 import pytest
 import torch
+from helpers import copy_of_mnist
 
 from utils import data
 from utils.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
@@ -45,14 +45,6 @@ def test_idx_round_trip(mnist, tmp_path):
     path.write_bytes(data.idx_bytes(mnist.test_labels.to(torch.uint8)))
     assert data.file_is_valid(path)
     assert torch.equal(data.read_idx(path), mnist.test_labels)
-
-
-def copy_of_mnist(tmp_path):
-    raw = data.raw_dir(tmp_path)
-    raw.mkdir(parents=True)
-    for name in data.FILES:
-        shutil.copyfile(data.raw_dir() / name, raw / name)
-    return raw
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte"])

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import run_module, tiny_config, without_timing
+from helpers import copy_of_mnist, run_module, tiny_config, without_timing
 
 from utils import data
 from utils import evaluate as E
@@ -168,14 +168,6 @@ def test_case04_the_out_folder_is_checked_before_training(tmp_path, monkeypatch,
     one_error_line(capsys, T.main, ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress",
                                     "--out", str(out)], str(out))
     assert blocker.read_text() == "not a folder"
-
-
-def copy_of_mnist(root):
-    raw = data.raw_dir(root)
-    raw.mkdir(parents=True)
-    for name in data.FILES:
-        shutil.copyfile(data.raw_dir() / name, raw / name)
-    return raw
 
 
 # 5. File-system errors in the data layer are the project's one clear data error.
