@@ -21,7 +21,7 @@ from utils.cli import DEVICES, Parser, non_negative_int, positive_int
 from utils.course import RUN_FIELDS, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
-from utils.train import REPO_ROOT, Config, RunError, load_checkpoint, recipe, shown_path, train, versions
+from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, shown_path, stored_settings, train, versions
 
 RUNS = REPO_ROOT / "runs" / "steps"
 SUMMARY = REPO_ROOT / "results" / "steps.json"
@@ -41,7 +41,7 @@ def cpu_name() -> str:
 def comparable(config: dict) -> dict:
     """A run's settings without the data folder, which differs between clones of the repository; a
     setting added after the run was saved counts with its default (which is what the run trained with)."""
-    return {k: v for k, v in dataclasses.asdict(Config(**config)).items() if k != "data_root"}
+    return {k: v for k, v in stored_settings(config).items() if k != "data_root"}
 
 
 def threads_prefix(devices) -> str:
@@ -91,7 +91,8 @@ def summarize(results: dict[str, list[dict]], seeds: list[int], command: str) ->
     shared = {k: v for k, v in comparable(first["config"]).items() if k not in RUN_FIELDS and k != "augment"}
     for runs in results.values():
         for r in runs:
-            mine = {k: comparable(r["config"])[k] for k in shared}
+            settings = comparable(r["config"])
+            mine = {k: settings[k] for k in shared}
             if mine != shared:
                 raise RunError(f"{r['model']} seed {r['seed']} trained with {mine}, not the shared {shared}")
     return {

@@ -23,7 +23,7 @@ from IPython.display import Markdown, display
 
 from .cli import GOAL, MAX_EPOCHS, MAX_PARAMS
 from .models import MODELS, STEPS
-from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path, validate
+from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path, stored_settings, validate
 
 QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
@@ -276,8 +276,7 @@ def step_header(summary: dict) -> str:
 def stale_warning(summary: dict) -> str | None:
     """A line when results/steps.json was trained with other settings than the recipe in the code now."""
     shared = {**{k: v for k, v in recipe_settings("final").items() if k != "augment"}, "train_subset": 0}
-    defaults = dataclasses.asdict(Config())  # a setting added after the sweep: its runs had the default
-    stored = {k: summary["config"].get(k, defaults[k]) for k in shared}
+    stored = stored_settings(summary["config"])
     differ = [f"{k}={stored[k]!r} (the code: {v!r})" for k, v in shared.items() if stored[k] != v]
     if differ:
         return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.train now: "

@@ -515,6 +515,12 @@ def repair_metrics_json(out: Path, metrics: dict) -> None:
 RESUME_MAY_CHANGE = ("device", "data_root")  # where a run computes and reads MNIST, not what it computes
 
 
+def stored_settings(config: dict) -> dict:
+    """A Config dict saved by a run or sweep, as the code reads it now: a setting added since then takes
+    its default, which is what that run trained with; a setting the code no longer has is kept as is."""
+    return {**dataclasses.asdict(Config()), **config}
+
+
 def resumed_config(saved: Config, asked: Config | None, out: Path) -> Config:
     """The saved Config, with only device and data root taken from ``asked``; other changes refused."""
     if asked is None:
