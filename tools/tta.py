@@ -8,6 +8,7 @@ and once with the shifts; the test set is not read.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from utils import augment
 from utils import train as T
 from utils.cli import Parser
-from utils.models import MODELS, build_model
+from utils.models import build_model
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (x, y) in pixels
 
@@ -43,19 +44,24 @@ def accuracy(model, views: list[torch.Tensor], y: torch.Tensor, batch_size: int 
     return 100.0 * (probs.argmax(1) == y).float().mean().item()
 
 
+@functools.cache
+def validation_views(holdout: int, data_root: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The plain and shifted views of a validation split, and its labels: made once per split, not per run."""
+    dd = T.load_device_data(T.Config(holdout=holdout, data_root=data_root), torch.device("cpu"))
+    return shifted_views(dd.val_x, T.BACKGROUND), dd.val_y
+
+
 def score(run: Path) -> tuple[float, float]:
     """(plain, shifted) validation accuracy % of the run in ``run``."""
-    state = T.load_checkpoint(run)
+    state = T.load_checkpoint(run)  # refuses, among others, a network utils.models does not define
     cfg = T.Config(**state["config"])
     if not cfg.holdout:
         raise T.RunError(f"{run} trained without --holdout: it has no validation split to score "
                          "(this tool never reads the test set)")
-    if cfg.model not in MODELS:
-        raise T.RunError(f"{run} trained a '{cfg.model}' network; this tool rebuilds only {', '.join(MODELS)}")
     model = build_model(cfg.model).to(memory_format=torch.channels_last)
     T.load_weights(model, state, run)
-    dd = T.load_device_data(cfg, torch.device("cpu"))
-    return accuracy(model, [dd.val_x], dd.val_y), accuracy(model, shifted_views(dd.val_x, T.BACKGROUND), dd.val_y)
+    views, y = validation_views(cfg.holdout, cfg.data_root)
+    return accuracy(model, views[:1], y), accuracy(model, views, y)
 
 
 def main(argv: list[str] | None = None) -> int:
