@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from utils.cli import DEVICES, Parser, non_negative_int, positive_int
-from utils.course import RUN_FIELDS, spread
+from utils.course import RUN_FIELDS, gap, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
 from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, shown_path, stored_settings, train, versions
@@ -71,7 +71,7 @@ def step_summary(notebook: str, runs: list[dict]) -> dict:
     rows = [{"seed": r["seed"],
              "final_test_accuracy": r["final_test_accuracy"],
              "final_train_accuracy": r["final_train_accuracy"],
-             "gap": r["final_train_accuracy"] - r["final_test_accuracy"],
+             "gap": gap(r),
              "test_accuracy_curve": [h["test_accuracy"] for h in r["history"]],
              "wall_seconds": r["wall_seconds"]} for r in runs]
     return {
