@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc).replace("\n", " "))
     atomic_write_json(args.summary, summary)
     for step in summary["steps"]:
-        acc, gap = step["test_accuracy"], step["gap"]
+        acc, gp = step["test_accuracy"], step["gap"]
         print(f"{step['notebook']:<16} {step['params']:>6,} params  test {acc['mean']:.2f} ± {acc['std']:.2f}% "
-              f"({acc['min']:.2f}-{acc['max']:.2f})  gap {gap['mean']:+.2f} ± {gap['std']:.2f}")
+              f"({acc['min']:.2f}-{acc['max']:.2f})  gap {gp['mean']:+.2f} ± {gp['std']:.2f}")
     print(f"summary written to {shown_path(args.summary)}")
     return 0
 
