@@ -34,3 +34,20 @@ def test_a_changed_figure_is_reported_stale(tmp_path):
     (tmp_path / "architecture.png").write_bytes((tmp_path / "seeds_curves.png").read_bytes())
     (tmp_path / "seeds_curves.png").unlink()
     assert report.stale_figures(tmp_path) == ["architecture.png", "seeds_curves.png"]
+
+
+def test_the_gpu_seeds_get_their_own_table_command_and_files():
+    from tools import seeds
+
+    summary = json.loads(seeds.CUDA_SUMMARY.read_text())
+    block = report.seeds_block()
+    table = block[block.index("on a GPU"):]
+    for run in summary["runs"]:
+        assert run["device"].startswith("cuda")
+        assert f"| {run['seed']} | {run['final_test_accuracy']:.2f}% |" in table
+    listed = " ".join(str(r["seed"]) for r in summary["runs"])
+    assert f"Command: `python -m tools.seeds --device cuda --seeds {listed}`" in table
+    assert seeds.default_paths("cuda") == (seeds.CUDA_RUNS, seeds.CUDA_SUMMARY)
+    assert seeds.default_paths("auto") == seeds.default_paths("cpu") == (seeds.FINAL_RUNS, seeds.SUMMARY)
+    cpu = {"runs": [{"seed": 1, "device": "cpu (x86_64, 1 threads)"}, {"seed": 2, "device": "cpu (x86_64, 1 threads)"}]}
+    assert seeds.reproduce(cpu) == "OMP_NUM_THREADS=1 python -m tools.seeds --seeds 1 2"

@@ -64,11 +64,15 @@ def steps_block(path: Path = STEPS_JSON) -> str:
 def seeds_block() -> str:
     if not SEEDS.exists():
         return "_Not measured yet: run `make seeds`._"
-    from .seeds import markdown_table
+    from .seeds import CUDA_SUMMARY, markdown_table
 
     summary = json.loads(SEEDS.read_text())
-    return (markdown_table(summary) + "\n\n"
-            f"![Loss and accuracy per epoch of the {len(summary['runs'])} seeds](results/figures/seeds_curves.png)")
+    block = (markdown_table(summary) + "\n\n"
+             f"![Loss and accuracy per epoch of the {len(summary['runs'])} seeds](results/figures/seeds_curves.png)")
+    if CUDA_SUMMARY.exists():
+        block += ("\n\nThe same recipe and seeds on a GPU (results/seeds-cuda.json):\n\n"
+                  + markdown_table(json.loads(CUDA_SUMMARY.read_text())))
+    return block
 
 
 def speed_block() -> str:

@@ -4,7 +4,9 @@
 
 Each seed trains into runs/steps/final/seed<N>, the folder tools.steps uses for the final step, so
 the two sweeps share those runs (an unfinished run there is resumed, a finished one is reused). The
-summary goes to results/seeds.json, which the README table is generated from.
+summary goes to results/seeds.json, which the README table is generated from. With --device cuda
+the runs go to runs/steps/final-cuda and the summary to results/seeds-cuda.json: the README shows
+both tables, and the goal is judged on the CPU's.
 """
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ from utils.fsutil import atomic_write_json
 from utils.train import REPO_ROOT, RunError, versions
 
 FINAL_RUNS = RUNS / "final"
+SUMMARY = REPO_ROOT / "results" / "seeds.json"
+CUDA_RUNS = RUNS / "final-cuda"
+CUDA_SUMMARY = REPO_ROOT / "results" / "seeds-cuda.json"
+
+
+def default_paths(device: str) -> tuple[Path, Path]:
+    """Run folder and summary for ``--device``: a GPU's seeds get their own, so they never mix with,
+    or replace, the CPU seeds that the goal is judged on."""
+    return (CUDA_RUNS, CUDA_SUMMARY) if device == "cuda" else (FINAL_RUNS, SUMMARY)
 
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
@@ -43,7 +54,8 @@ def summarize(runs: list[dict]) -> dict:
 def reproduce(summary: dict) -> str:
     """The command that trains these seeds again, with the thread count the runs used."""
     seeds = " ".join(str(r["seed"]) for r in summary["runs"])
-    return threads_prefix(r["device"] for r in summary["runs"]) + f"python -m tools.seeds --seeds {seeds}"
+    cuda = " --device cuda" if all(r["device"].startswith("cuda") for r in summary["runs"]) else ""
+    return threads_prefix(r["device"] for r in summary["runs"]) + f"python -m tools.seeds{cuda} --seeds {seeds}"
 
 
 def markdown_table(summary: dict) -> str:
@@ -57,7 +69,8 @@ def markdown_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"{summary['at_or_above_goal']} of {len(summary['runs'])} seeds reach ≥ {summary['goal']:.2f}% "
                  f"at the final epoch (min {summary['min']:.2f}%, max {summary['max']:.2f}%). "
-                 f"Device: {summary['runs'][0]['device']}. Command: `{reproduce(summary)}`.")
+                 f"Device: {summary['runs'][0]['device']}, torch {summary['versions']['torch']}. "
+                 f"Command: `{reproduce(summary)}`.")
     return "\n".join(lines)
 
 
@@ -66,24 +79,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)), metavar="N",
                         help="default: 1 to 10")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
-    parser.add_argument("--runs-dir", default=str(FINAL_RUNS), metavar="DIR",
+    parser.add_argument("--runs-dir", default=None, metavar="DIR",
                         help="one run folder per seed in here; shared with tools.steps' final step, so neither "
-                             "trains a seed the other has (default: runs/steps/final)")
-    parser.add_argument("--summary", default=str(REPO_ROOT / "results" / "seeds.json"), metavar="FILE",
-                        help="the summary the README table is made from (default: results/seeds.json)")
+                             "trains a seed the other has (default: runs/steps/final; with --device cuda: "
+                             "runs/steps/final-cuda)")
+    parser.add_argument("--summary", default=None, metavar="FILE",
+                        help="the summary the README table is made from (default: results/seeds.json; with "
+                             "--device cuda: results/seeds-cuda.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    runs_dir, summary_path = default_paths(args.device)
+    runs_dir, summary_path = Path(args.runs_dir or runs_dir), Path(args.summary or summary_path)
     runs = []
     try:
         for seed in args.seeds:
-            runs.append(run_one("final", seed, Path(args.runs_dir) / f"seed{seed}", epochs=None, train_subset=0,
+            runs.append(run_one("final", seed, runs_dir / f"seed{seed}", epochs=None, train_subset=0,
                                 device=args.device, progress=not args.no_progress))
     except (RunError, ValueError) as exc:
         parser.error(str(exc))
     summary = summarize(runs)
-    atomic_write_json(args.summary, summary)
+    atomic_write_json(summary_path, summary)
     print(markdown_table(summary))
-    print(f"summary written to {args.summary}")
+    print(f"summary written to {summary_path}")
     return 0
 
 
