@@ -51,3 +51,11 @@ def test_the_gpu_seeds_get_their_own_table_command_and_files():
     assert seeds.default_paths("auto") == seeds.default_paths("cpu") == (seeds.FINAL_RUNS, seeds.SUMMARY)
     cpu = {"runs": [{"seed": 1, "device": "cpu (x86_64, 1 threads)"}, {"seed": 2, "device": "cpu (x86_64, 1 threads)"}]}
     assert seeds.reproduce(cpu) == "OMP_NUM_THREADS=1 python -m tools.seeds --seeds 1 2"
+
+
+def test_the_readme_quotes_the_torch_2_9_seeds_as_stored():
+    summary = json.loads((report.REPO_ROOT / "results" / "seeds-torch2.9.json").read_text())
+    assert summary["versions"]["torch"].startswith("2.9.")
+    text = " ".join(report.README.read_text().split())
+    assert (f"torch 2.9.1 gives {summary['at_or_above_goal']} of {len(summary['runs'])} at or above 99.40%, "
+            f"mean {summary['mean']:.2f}%, lowest {summary['min']:.2f}%") in text
