@@ -16,14 +16,16 @@ import sys
 from pathlib import Path
 
 from utils.cli import Parser
+from utils.course import STEPS_JSON
 from utils.fsutil import atomic_write
 from utils.train import REPO_ROOT
 
+from .seeds import CUDA_SUMMARY
+from .seeds import SUMMARY as SEEDS
+
 README = REPO_ROOT / "README.md"
-SEEDS = REPO_ROOT / "results" / "seeds.json"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
-STEPS_JSON = REPO_ROOT / "results" / "steps.json"
 CHANGES = {  # notebook stem -> what its step changes, for the README table
     "01_baseline": "plain convolutions, dense head",
     "02_batchnorm": "+ BatchNorm",
@@ -64,7 +66,7 @@ def steps_block(path: Path = STEPS_JSON) -> str:
 def seeds_block() -> str:
     if not SEEDS.exists():
         return "_Not measured yet: run `make seeds`._"
-    from .seeds import CUDA_SUMMARY, markdown_table
+    from .seeds import markdown_table
 
     summary = json.loads(SEEDS.read_text())
     block = (markdown_table(summary) + "\n\n"

@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 from utils.cli import DEVICES, Parser, non_negative_int, positive_int
-from utils.course import RUN_FIELDS, gap, spread
+from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
 from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, shown_path, stored_settings, train, versions
 
 RUNS = REPO_ROOT / "runs" / "steps"
-SUMMARY = REPO_ROOT / "results" / "steps.json"
+SUMMARY = STEPS_JSON  # the notebooks' seed tables read it there
 
 
 def cpu_name() -> str:
