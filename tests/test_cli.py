@@ -12,6 +12,8 @@ import pytest
 import torch
 from helpers import ROOT, cli_env, run_module, without_timing
 
+from utils import cli, runs
+
 
 def assert_one_error_line(r, *words):
     assert r.returncode != 0, r.stdout
@@ -64,17 +66,16 @@ def gap_run(tmp_path_factory):
 @pytest.mark.parametrize("terminal, flags, shown", [
     (True, [], True), (True, ["--no-progress"], False), (False, [], False)])
 def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, terminal, flags, shown):
-    import utils.train as T
     seen = []
 
     def record_and_stop(cfg, out, resume=None, progress=True):
         seen.append(progress)
-        raise T.RunError("stopped by the test")
+        raise runs.RunError("stopped by the test")
 
-    monkeypatch.setattr(T, "train", record_and_stop)
+    monkeypatch.setattr(cli, "train", record_and_stop)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     with pytest.raises(SystemExit):
-        T.main(["--epochs", "1", *flags])
+        cli.main(["--epochs", "1", *flags])
     assert seen == [shown]
 
 
@@ -109,9 +110,9 @@ def test_resume_of_another_model_fails_with_one_line(gap_run):
     assert (gap_run / "checkpoint.pt").read_bytes() == before
 
 
-def test_evaluate_reports_accuracy_and_confusion_matrix(gap_run):
+def test_predict_reports_accuracy_and_confusion_matrix(gap_run):
     metrics = json.loads((gap_run / "metrics.json").read_text())
-    r = run_module("utils.evaluate", str(gap_run), "--device", "cpu")
+    r = run_module("utils.predict", str(gap_run), "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert f"{metrics['final_test_accuracy']:.2f}%" in r.stdout
     assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
@@ -124,15 +125,15 @@ def test_evaluate_reports_accuracy_and_confusion_matrix(gap_run):
     assert sum(counts[i][i] for i in range(10)) == round(metrics["final_test_accuracy"] * 100)
 
 
-def test_evaluate_accepts_the_checkpoint_file_too(gap_run):
+def test_predict_accepts_the_checkpoint_file_too(gap_run):
     metrics = json.loads((gap_run / "metrics.json").read_text())
-    r = run_module("utils.evaluate", str(gap_run / "checkpoint.pt"), "--device", "cpu")
+    r = run_module("utils.predict", str(gap_run / "checkpoint.pt"), "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
 
 
-def test_evaluate_bad_path_fails_with_one_line(tmp_path):
-    r = run_module("utils.evaluate", str(tmp_path / "nothing"))
+def test_predict_bad_path_fails_with_one_line(tmp_path):
+    r = run_module("utils.predict", str(tmp_path / "nothing"))
     assert_one_error_line(r, "nothing")
 
 

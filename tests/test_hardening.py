@@ -1,4 +1,4 @@
-"""Issue 7: the eleven defects of the bad-input and fault probe, one test per case.
+"""Bad input and faults: each ends in one clear error and loses no file.
 
 Each case ends in one clear error (``prog: error: ...`` for the command lines) and loses no file.
 The command lines run in-process through their ``main()`` where that suffices (no torch start-up
@@ -13,10 +13,9 @@ import pytest
 import torch
 from helpers import copy_of_mnist, run_module, tiny_config, without_timing
 
-from utils import data
-from utils import evaluate as E
-from utils import train as T
+from utils import cli, data, predict, runs
 from utils.models import build_model
+from utils.train import Config, epoch_seed, load_checkpoint, train, train_epoch
 
 
 def quiet(*_):
@@ -32,7 +31,7 @@ def small(**overrides):
 def finished(one_cpu_thread, tmp_path_factory):
     """One complete small run: (run folder, returned metrics). Tests work on copies of it."""
     out = tmp_path_factory.mktemp("hardening") / "finished"
-    return out, T.train(small(), out, progress=False, log=quiet)
+    return out, train(small(), out, progress=False, log=quiet)
 
 
 def copy_run(finished, tmp_path, name="copy"):
@@ -72,11 +71,11 @@ def edited_checkpoint(run_dir, **changes):
 
 # 1. A bad notebook parameter must not delete the previous run.
 @pytest.mark.parametrize("bad", [dict(epochs=-3), dict(batch_size=0), dict(device="tpu")])
-def test_case01_a_bad_parameter_with_overwrite_keeps_the_previous_run(finished, tmp_path, bad):
+def test_a_bad_parameter_with_overwrite_keeps_the_previous_run(finished, tmp_path, bad):
     run = copy_run(finished, tmp_path)
     before = snapshot(run)
-    with pytest.raises(T.RunError):
-        T.train(small(**bad), run, progress=False, overwrite=True, log=quiet)
+    with pytest.raises(runs.RunError):
+        train(small(**bad), run, progress=False, overwrite=True, log=quiet)
     assert snapshot(run) == before
 
 
@@ -93,15 +92,15 @@ class Payload:
 
 
 # 2. A checkpoint must not be able to run code.
-def test_case02_a_pickle_payload_is_refused_without_running(tmp_path, capsys):
+def test_a_pickle_payload_is_refused_without_running(tmp_path, capsys):
     marker = tmp_path / "payload-ran"
     run = tmp_path / "hostile"
     run.mkdir()
     torch.save({"model": "final", "model_state": Payload(marker)}, run / "checkpoint.pt")
-    with pytest.raises(T.RunError, match="checkpoint.pt"):
-        T.load_checkpoint(run)
-    one_error_line(capsys, E.main, [str(run / "checkpoint.pt"), "--device", "cpu"], "checkpoint.pt")
-    one_error_line(capsys, T.main, ["--resume", str(run), "--no-progress"], "checkpoint.pt")
+    with pytest.raises(runs.RunError, match="checkpoint.pt"):
+        load_checkpoint(run)
+    one_error_line(capsys, predict.main, [str(run / "checkpoint.pt"), "--device", "cpu"], "checkpoint.pt")
+    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], "checkpoint.pt")
     assert not marker.exists(), "the payload ran"
 
 
@@ -110,10 +109,10 @@ KILL_POINTS = ["while writing checkpoint.pt", "between checkpoint.pt and metrics
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_case03_a_kill_at_any_write_of_the_last_epoch_is_repaired_on_resume(finished, tmp_path, monkeypatch, point):
+def test_a_kill_at_any_write_of_the_last_epoch_is_repaired_on_resume(finished, tmp_path, monkeypatch, point):
     ref_dir, ref = finished
     cut = tmp_path / "cut"
-    real_write, real_write_json = T.atomic_write, T.atomic_write_json
+    real_write, real_write_json = runs.atomic_write, runs.atomic_write_json
     checkpoints = []
 
     def killed(path):
@@ -135,13 +134,13 @@ def test_case03_a_kill_at_any_write_of_the_last_epoch_is_repaired_on_resume(fini
         return real_write_json(path, obj)
 
     with monkeypatch.context() as patch:
-        patch.setattr(T, "atomic_write", write_checkpoint)
-        patch.setattr(T, "atomic_write_json", write_metrics)
+        patch.setattr(runs, "atomic_write", write_checkpoint)
+        patch.setattr(runs, "atomic_write_json", write_metrics)
         with pytest.raises(KeyboardInterrupt):
-            T.train(small(), cut, progress=False, log=quiet)
+            train(small(), cut, progress=False, log=quiet)
     assert json.loads((cut / "metrics.json").read_text())["epochs"] == 1, "metrics.json still says epoch 1"
 
-    resumed = T.train(None, resume=cut, progress=False, log=quiet)
+    resumed = train(None, resume=cut, progress=False, log=quiet)
     on_disk = json.loads((cut / "metrics.json").read_text())
     assert on_disk == resumed
     assert resumed["complete"] and resumed["epochs"] == 2
@@ -156,7 +155,7 @@ def test_case03_a_kill_at_any_write_of_the_last_epoch_is_repaired_on_resume(fini
 
 # 4. The output folder is checked before any training.
 @pytest.mark.parametrize("where", ["a file", "inside a file"])
-def test_case04_the_out_folder_is_checked_before_training(tmp_path, monkeypatch, capsys, where):
+def test_the_out_folder_is_checked_before_training(tmp_path, monkeypatch, capsys, where):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
     out = blocker if where == "a file" else blocker / "run"
@@ -164,14 +163,14 @@ def test_case04_the_out_folder_is_checked_before_training(tmp_path, monkeypatch,
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking --out")
 
-    monkeypatch.setattr(T, "train_epoch", no_training)
-    one_error_line(capsys, T.main, ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress",
+    monkeypatch.setattr("utils.train.train_epoch", no_training)
+    one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress",
                                     "--out", str(out)], str(out))
     assert blocker.read_text() == "not a folder"
 
 
 # 5. File-system errors in the data layer are the project's one clear data error.
-def test_case05_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatch, capsys):
+def test_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatch, capsys):
     raw = copy_of_mnist(tmp_path / "dir-for-file")
     victim = raw / "t10k-labels-idx1-ubyte"
     victim.unlink()
@@ -185,7 +184,7 @@ def test_case05_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatc
     a_file.write_text("not a folder")
     with pytest.raises(data.MNISTDataError, match="a-file"):
         data.load_mnist(a_file)  # NotADirectoryError underneath
-    one_error_line(capsys, T.main, ["--data-root", str(a_file), "--epochs", "1", "--train-subset", "256",
+    one_error_line(capsys, cli.main, ["--data-root", str(a_file), "--epochs", "1", "--train-subset", "256",
                                     "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")], "a-file")
 
     # A read-only data folder missing a file (root ignores permissions, so the refusal is simulated).
@@ -200,105 +199,105 @@ def test_case05_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatc
         data.load_mnist(tmp_path / "read-only")
 
 
-# 6. utils.evaluate reads MNIST from --data-root, never from the path inside the checkpoint.
-def test_case06_evaluate_reads_mnist_from_data_root_not_from_the_checkpoint(finished, tmp_path, capsys):
+# 6. utils.predict reads MNIST from --data-root, never from the path inside the checkpoint.
+def test_predict_reads_mnist_from_data_root_not_from_the_checkpoint(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "data_root": str(elsewhere)})
-    result = E.evaluate_checkpoint(run, "cpu")
+    result = predict.evaluate_checkpoint(run, "cpu")
     assert result["accuracy"] == finished[1]["final_test_accuracy"]
-    assert E.main([str(run), "--device", "cpu", "--data-root", str(data.DEFAULT_ROOT)]) == 0
+    assert predict.main([str(run), "--device", "cpu", "--data-root", str(data.DEFAULT_ROOT)]) == 0
     assert f"test accuracy {finished[1]['final_test_accuracy']:.2f}%" in capsys.readouterr().out
     assert not elsewhere.exists(), "nothing downloaded to the checkpoint's path"
 
 
-# 7. Foreign or mismatched files: one line naming the file, for utils.evaluate and for --resume.
+# 7. Foreign or mismatched files: one line naming the file, for utils.predict and for --resume.
 FOREIGN = {
     "a plain state_dict": lambda state: state["model_state"],
     "a dict from another program": lambda state: {"epoch": 3, "weights": torch.zeros(3)},
     "an unknown model name": lambda state: {**state, "model": "resnet"},
     "a missing key": lambda state: {k: v for k, v in state.items() if k != "optimizer_state"},
     "weights of another network": lambda state: {**state, "model_state": build_model("baseline").state_dict()},
-    "a config from another version": lambda state: {**state, "config": {**state["config"], "momentum": 0.8}},
+    "a config from another version": lambda state: {**state, "config": {**state["config"], "warp_factor": 0.8}},
 }
 
 
 @pytest.mark.parametrize("kind", FOREIGN)
-def test_case07_foreign_or_mismatched_checkpoints_give_one_line(finished, tmp_path, capsys, kind):
+def test_foreign_or_mismatched_checkpoints_give_one_line(finished, tmp_path, capsys, kind):
     run = copy_run(finished, tmp_path)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     torch.save(FOREIGN[kind](state), run / "checkpoint.pt")
     before = snapshot(run)
-    one_error_line(capsys, E.main, [str(run), "--device", "cpu"], str(run / "checkpoint.pt"))
-    one_error_line(capsys, T.main, ["--resume", str(run), "--no-progress"], str(run / "checkpoint.pt"))
+    one_error_line(capsys, predict.main, [str(run), "--device", "cpu"], str(run / "checkpoint.pt"))
+    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], str(run / "checkpoint.pt"))
     assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("damage", ["deleted", "cut in half"])
-def test_case07_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path, capsys, damage):
+def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path, capsys, damage):
     run = copy_run(finished, tmp_path)
     metrics = run / "metrics.json"
     if damage == "deleted":
         metrics.unlink()
     else:
         metrics.write_text(metrics.read_text()[: len(metrics.read_text()) // 2])
-    assert T.main(["--resume", str(run), "--no-progress"]) == 0
+    assert cli.main(["--resume", str(run), "--no-progress"]) == 0
     assert f"final test accuracy {finished[1]['final_test_accuracy']:.2f}%" in capsys.readouterr().out
     assert json.loads(metrics.read_text()) == finished[1]
 
 
 # 8. --resume honours what is safe to change and refuses the rest with one line.
-def test_case08_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
+def test_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
     ref_dir, ref = finished
     run = tmp_path / "half"
-    real_save = T.save_run
+    real_save = runs.save_run
 
     def save_then_stop(out, *args):
         real_save(out, *args)
         raise KeyboardInterrupt("stopped after epoch 1")
 
     with monkeypatch.context() as patch:
-        patch.setattr(T, "save_run", save_then_stop)
+        patch.setattr(runs, "save_run", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            T.train(small(), run, progress=False, log=quiet)
+            train(small(), run, progress=False, log=quiet)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "device": "cuda"})  # as if saved on a GPU machine
     before = snapshot(run)
     for flag, value in [("--epochs", "5"), ("--lr", "0.5"), ("--batch-size", "64"), ("--seed", "7"),
                         ("--train-subset", "512"), ("--holdout", "1000"), ("--no-augment", None)]:
         argv = ["--resume", str(run), "--no-progress", "--device", "cpu", flag] + ([value] if value else [])
-        one_error_line(capsys, T.main, argv, flag)
+        one_error_line(capsys, cli.main, argv, flag)
         assert snapshot(run) == before, flag
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no GPU
-    assert T.main(["--resume", str(run), "--no-progress", "--device", "cpu", "--epochs", "2"]) == 0
+    assert cli.main(["--resume", str(run), "--no-progress", "--device", "cpu", "--epochs", "2"]) == 0
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["complete"] and resumed["config"]["device"] == "cpu" and resumed["device"].startswith("cpu")
     assert without_timing(resumed["history"]) == without_timing(ref["history"])
 
 
 # 9. Divergence stops the run with a clear error; every metrics.json stays strict JSON.
-def test_case09_divergence_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
-    real_epoch = T.train_epoch
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    real_epoch = train_epoch
 
     def diverge_in_epoch_2(model, opt, sched, dd, cfg, epoch, *rest):
         loss, acc = real_epoch(model, opt, sched, dd, cfg, epoch, *rest)
         return (math.nan, acc) if epoch == 2 else (loss, acc)
 
-    monkeypatch.setattr(T, "train_epoch", diverge_in_epoch_2)
+    monkeypatch.setattr("utils.train.train_epoch", diverge_in_epoch_2)
     run = tmp_path / "diverged"
-    with pytest.raises(T.RunError, match="lower --lr"):
-        T.train(small(), run, progress=False, log=quiet)
+    with pytest.raises(runs.RunError, match="lower --lr"):
+        train(small(), run, progress=False, log=quiet)
     metrics = json.loads((run / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert metrics["epochs"] == 1 and len(torch.load(run / "checkpoint.pt", weights_only=True)["history"]) == 1
 
     with pytest.raises(ValueError):
-        T.atomic_write_json(tmp_path / "nan.json", {"loss": math.nan})
+        runs.atomic_write_json(tmp_path / "nan.json", {"loss": math.nan})
     assert not (tmp_path / "nan.json").exists()
 
 
-def test_case09_a_huge_learning_rate_ends_in_one_line(tmp_path):
+def test_a_huge_learning_rate_ends_in_one_line(tmp_path):
     r = run_module("utils.train", "--model", "baseline", "--lr", "1000", "--epochs", "1", "--train-subset", "512",
                    "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
@@ -308,50 +307,50 @@ def test_case09_a_huge_learning_rate_ends_in_one_line(tmp_path):
 
 # 10. The smaller ones.
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
-def test_case10_other_float_dtypes_are_refused_clearly(dtype):
+def test_other_float_dtypes_are_refused_clearly(dtype):
     with pytest.raises(ValueError, match=r"float32.*x\.float\(\)"):
-        build_model("final")(torch.zeros(2, 1, 28, 28, dtype=dtype))
+        predict.predict(build_model("final"), torch.zeros(2, 1, 28, 28, dtype=dtype))
 
 
-def test_case10_nan_input_is_refused_before_it_reaches_batchnorm():
+def test_nan_input_is_refused_before_it_reaches_batchnorm():
     model = build_model("final").train()
     running = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.zeros(4, 1, 28, 28)
     x[1, 0, 3, 3] = math.nan
     with pytest.raises(ValueError, match="NaN"):
-        model(x)
+        predict.predict(model, x)
     assert all(torch.equal(running[k], v) for k, v in model.state_dict().items()), "running statistics untouched"
 
 
-def test_case10_seed_out_of_range_is_named(capsys, tmp_path):
-    one_error_line(capsys, T.main, ["--seed", "99999999999999999999", "--out", str(tmp_path / "r")], "--seed")
-    one_error_line(capsys, T.main, ["--seed", "-1", "--out", str(tmp_path / "r")], "--seed")
-    with pytest.raises(T.RunError, match="seed"):
-        T.train(small(seed=2**64), tmp_path / "r", progress=False, log=quiet)
+def test_seed_out_of_range_is_named(capsys, tmp_path):
+    one_error_line(capsys, cli.main, ["--seed", "99999999999999999999", "--out", str(tmp_path / "r")], "--seed")
+    one_error_line(capsys, cli.main, ["--seed", "-1", "--out", str(tmp_path / "r")], "--seed")
+    with pytest.raises(runs.RunError, match="seed"):
+        train(small(seed=2**64), tmp_path / "r", progress=False, log=quiet)
     assert not (tmp_path / "r").exists()
     big = 2**63 - 1  # the largest seed allowed: every epoch's seed must still fit torch's generator
     for epoch in (1, 15):
-        torch.Generator().manual_seed(T.epoch_seed(big, epoch))
-    assert T.epoch_seed(1, 3) == 100_006, "small seeds keep their epoch seeds (runs stay reproducible)"
+        torch.Generator().manual_seed(epoch_seed(big, epoch))
+    assert epoch_seed(1, 3) == 100_006, "small seeds keep their epoch seeds (runs stay reproducible)"
 
 
-def test_case10_a_batch_larger_than_the_training_set_is_refused(capsys, tmp_path):
-    with pytest.raises(T.RunError, match="batch size 300 .* 256 training images"):
-        T.train(small(batch_size=300), tmp_path / "r", progress=False, log=quiet)
-    one_error_line(capsys, T.main, ["--batch-size", "100000", "--out", str(tmp_path / "r")], "--batch-size",
+def test_a_batch_larger_than_the_training_set_is_refused(capsys, tmp_path):
+    with pytest.raises(runs.RunError, match="batch size 300 .* 256 training images"):
+        train(small(batch_size=300), tmp_path / "r", progress=False, log=quiet)
+    one_error_line(capsys, cli.main, ["--batch-size", "100000", "--out", str(tmp_path / "r")], "--batch-size",
                    "60,000")
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("field", ["train_subset", "holdout"])
-def test_case10_negative_subset_or_holdout_is_refused(tmp_path, field):
-    with pytest.raises(T.RunError, match=field):
-        T.train(small(**{field: -5}), tmp_path / "r", progress=False, log=quiet)
+def test_negative_subset_or_holdout_is_refused(tmp_path, field):
+    with pytest.raises(runs.RunError, match=field):
+        train(small(**{field: -5}), tmp_path / "r", progress=False, log=quiet)
     assert not (tmp_path / "r").exists()
 
 
 # 11. Our checkpoint, loaded the way other people will: plain torch.load and torchvision's pipeline.
-def test_case11_plain_torch_load_and_torchvision_pipeline_agree(finished):
+def test_plain_torch_load_and_torchvision_pipeline_agree(finished):
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -367,5 +366,5 @@ def test_case11_plain_torch_load_and_torchvision_pipeline_agree(finished):
         for x, y in DataLoader(test_set, batch_size=1000):
             correct += (model(x).argmax(1) == y).sum().item()
     theirs = 100.0 * correct / len(test_set)
-    assert theirs == ref["final_test_accuracy"] == E.evaluate_checkpoint(ref_dir, "cpu")["accuracy"]
-    assert dataclasses.asdict(T.Config(**state["config"])) == state["config"]
+    assert theirs == ref["final_test_accuracy"] == predict.evaluate_checkpoint(ref_dir, "cpu")["accuracy"]
+    assert dataclasses.asdict(Config(**state["config"])) == state["config"]

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from utils.cli import MAX_PARAMS
+from utils import MAX_PARAMS
 from utils.models import DROPOUT, MODELS, STEPS, build_model
+from utils.predict import predict
 from utils.summary import count_parameters, layer_table
 
 NAMES = list(MODELS)
@@ -60,7 +61,7 @@ def test_gradients_reach_every_parameter(model):
 )
 def test_bad_shapes_raise_value_error_saying_expected_and_got(model, shape, words):
     with pytest.raises(ValueError) as err:
-        model(torch.randn(*shape))
+        predict(model, torch.randn(*shape))
     for w in words:
         assert w in str(err.value)
 
@@ -68,7 +69,7 @@ def test_bad_shapes_raise_value_error_saying_expected_and_got(model, shape, word
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
 def test_integer_input_is_refused(model, dtype):
     with pytest.raises(ValueError) as err:
-        model(torch.zeros(2, 1, 28, 28, dtype=dtype))
+        predict(model, torch.zeros(2, 1, 28, 28, dtype=dtype))
     assert "(N, 1, 28, 28)" in str(err.value) and str(dtype) in str(err.value)
 
 

@@ -1,14 +1,13 @@
-"""The course notebooks, checked through what they store; and the helpers they call.
+"""The course notebooks, checked through what they store.
 
-* papermill runs notebooks/05_augmentation.ipynb with its full parameters (the real final training)
-  and the run must reach the goal at its last epoch (tests named ``papermill``: minutes of CPU);
 * every committed notebook passes ``notebook_problems``: metadata as JupyterLab writes it, the
   parameters and Colab bootstrap cells, nbval tags instead of comments, no error / stderr / absolute
   path / ``RESULT`` line in its outputs, the code it displays equal to the code now, and every
   number its Target/Result/Analysis quotes backed by data (tools/quoted_numbers.py);
 * nbval re-runs every notebook in quick mode (MNIST_COURSE_QUICK=1) and the cells tagged
   ``nbval-check-output`` must print exactly what is stored;
-* utils.course and utils.plots do what the notebooks rely on.
+* papermill runs notebooks/05_augmentation.ipynb with its full parameters (the real final training)
+  and the run must reach the goal at its last epoch (tests named ``papermill``: minutes of CPU).
 """
 from __future__ import annotations
 
@@ -22,19 +21,14 @@ import sys
 import types
 from pathlib import Path
 
-import matplotlib
 import nbformat
-import numpy as np
 import pytest
-import torch
 
 from tools import quoted_numbers
-from utils import augment, course, plots
-from utils.cli import GOAL, MAX_EPOCHS
-from utils.evaluate import confusion_matrix
+from utils import GOAL, MAX_EPOCHS, course
 from utils.models import MODELS, STEPS, build_model
 from utils.summary import count_parameters, describe
-from utils.train import Config, lr_curve, recipe, steps_per_epoch, train, train_epoch
+from utils.train import Config, evaluate, train_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -148,7 +142,7 @@ def test_editing_a_markdown_cell_in_jupyterlab_breaks_nothing(stored):
     assert notebook_problems(nbformat.reads(nbformat.writes(edited), as_version=4), stem) == []
 
 
-def test_the_checks_catch_what_issue_11_found(stored):
+def test_the_notebook_checks_can_fail(stored):
     """notebook_problems can fail: a papermill cell, the old kernelspec, stderr and a typed number."""
     stem, nb = stored
     broken = nbformat.reads(nbformat.writes(nb), as_version=4)
@@ -222,7 +216,13 @@ def test_stored_code_is_the_code_now(stored):
     if model != "final":
         assert f"```python\n{course.model_source(model).rstrip()}\n```" in shown
     if stem == "01_baseline":
-        assert f"```python\n{inspect.getsource(train_epoch).rstrip()}\n```" in shown
+        step = inspect.getsource(train_epoch) + "\n\n" + inspect.getsource(evaluate)
+        assert f"```python\n{step.rstrip()}\n```" in shown
+        assert "```python\n" + "\n".join(course.recipe_lines(model)) + "\n```" in shown
+    elif course.recipe_settings(PREVIOUS[stem]) != course.recipe_settings(model):
+        lines = course.diff_lines("\n".join(course.recipe_lines(PREVIOUS[stem])), "\n".join(course.recipe_lines(model)),
+                                  f"recipe('{PREVIOUS[stem]}')", f"recipe('{model}')")
+        assert "```diff\n" + "\n".join(lines) + "\n```" in shown
     assert describe(build_model(model)) in stdout_of(nb)
 
 
@@ -253,73 +253,6 @@ def test_checker_covers_the_committed_text():
     nb = nbformat.read(NOTEBOOKS / "05_augmentation.ipynb", as_version=4)
     quoted = [q for c in quoted_numbers.checked_cells(nb) for q in quoted_numbers.quoted_numbers(c.source)]
     assert f"{GOAL:.2f}" in quoted and "8000" in quoted
-
-
-# --------------------------------------------------------------------------------------------------
-# The number checker (tools/quoted_numbers.py), on a fixture it must reject
-# --------------------------------------------------------------------------------------------------
-
-def fixture_notebook(analysis: str, target: str = "## Target\n\nStay under 8,000 parameters."):
-    nb = nbformat.v4.new_notebook()
-    run = nbformat.v4.new_code_cell("course.result(metrics)", execution_count=1)
-    printed = ("Parameters: 7,816\nFinal test accuracy: 99.41%\nTrain - test gap: -0.12 points\n"
-               "Goal (99.40%, <= 8,000 parameters): met\n")
-    run.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
-    nb.cells = [nbformat.v4.new_markdown_cell(target), run,
-                nbformat.v4.new_markdown_cell("## Notes\n\nFree text 12.34 is not checked here."),
-                nbformat.v4.new_markdown_cell(analysis)]
-    return nb
-
-
-STEPS_FIXTURE = {"steps": [{"test_accuracy": {"mean": 99.3567, "std": 0.0712}, "params": 7816}],
-                 "seeds": [1, 2, 3, 4, 5]}
-
-
-def test_checker_accepts_numbers_backed_by_outputs_or_steps_json():
-    analysis = ("## Analysis: what changed\n\nThe final epoch reached 99.41% with 7,816 parameters, a gap of "
-                "+0.12 points; over 5 seeds the mean is 99.36 ± 0.07 (99.4 rounded). Step 4 used `99.99` "
-                "and 3x3 kernels, see [the log](runs/x_2.json), steps 1-4.")
-    assert quoted_numbers.check_notebook(fixture_notebook(analysis), STEPS_FIXTURE) == []
-
-
-@pytest.mark.parametrize("claim, wrong", [
-    ("The final epoch reached 99.42%.", "99.42"),  # off by one in the last digit
-    ("The mean over seeds is 99.35.", "99.35"),  # steps.json holds 99.3567, which reads 99.36
-    ("It used 7,817 parameters.", "7817"),
-    ("Accuracy rose by 0.37 points.", "0.37"),  # a difference no output printed
-])
-def test_checker_rejects_a_number_nothing_backs(claim, wrong):
-    problems = quoted_numbers.check_notebook(fixture_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "fx")
-    assert len(problems) == 1 and f": {wrong} is in no stored output" in problems[0]
-    assert problems[0].startswith("fx, '## Analysis'")
-
-
-def test_checker_takes_summaries_from_steps_json_but_not_curves_or_wall_times():
-    steps = {"steps": [{"params": 7816, "test_accuracy": {"mean": 99.4}, "gap": {"mean": -0.13},
-                        "runs": [{"seed": 3, "final_test_accuracy": 99.44, "final_train_accuracy": 99.31, "gap": -0.13,
-                                  "test_accuracy_curve": [98.76, 99.11], "wall_seconds": 123.45}]}]}
-    nb = fixture_notebook("## Analysis\n\nSeed 3 ended at 99.44% (train 99.31%); epoch 2 read 99.11% after 123.45 s.")
-    problems = quoted_numbers.check_notebook(nb, steps)
-    assert [p.split(": ")[1].split()[0] for p in problems] == ["2", "99.11", "123.45"]
-
-
-def test_checker_reads_target_and_result_cells_but_not_other_prose():
-    nb = fixture_notebook("## Analysis\n\nNothing measured.", target="## Target\n\nReach 99.5% in 3 epochs.")
-    problems = quoted_numbers.check_notebook(nb, None)
-    assert [p.split(": ")[1].split()[0] for p in problems] == ["99.5", "3"]
-    nb.cells[2].source = "## Result\n\nPrinted below: 55.55%."
-    assert any("55.55" in p for p in quoted_numbers.check_notebook(nb, None))
-
-
-def test_checker_command_exit_status(tmp_path, capsys):
-    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
-    nbformat.write(fixture_notebook("## Analysis\n\n99.41% at the end."), good)
-    # five decimals: no value in the repository's results/steps.json (which main() also reads) can back it
-    nbformat.write(fixture_notebook("## Analysis\n\n99.47213% at the end."), bad)
-    assert quoted_numbers.main([str(good)]) == 0
-    assert quoted_numbers.main([str(good), str(bad)]) == 1
-    assert "bad.ipynb, '## Analysis': 99.47213" in capsys.readouterr().out
-    assert quoted_numbers.main([str(tmp_path / "missing.ipynb")]) == 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,294 +317,3 @@ def test_papermill_final_run_reaches_the_goal_at_its_last_epoch(final_notebook_r
     reloaded = re.search(r"reloaded checkpoint: test accuracy ([\d.]+)%", stdout_of(nb))
     assert reloaded and float(reloaded.group(1)) == pytest.approx(metrics["final_test_accuracy"], abs=0.005)
     assert "Goal (99.40% at the last epoch, <= 15 epochs, <= 8,000 parameters): met" in stdout_of(nb)
-
-
-# --------------------------------------------------------------------------------------------------
-# utils.course
-# --------------------------------------------------------------------------------------------------
-
-class FakeHandle:
-    """Stands in for IPython's DisplayHandle: records what a notebook would show."""
-
-    def __init__(self, shown):
-        self.shown = shown
-
-    def update(self, obj, raw=False):
-        self.shown.append(obj["text/plain"])
-
-
-@pytest.fixture
-def shown(monkeypatch):
-    """What utils.course displays (Markdown text, or raw text/plain), in order."""
-    out = []
-
-    def fake_display(obj, raw=False, display_id=False):
-        out.append(obj["text/plain"] if raw else getattr(obj, "data", obj))
-        return FakeHandle(out) if display_id else None
-
-    monkeypatch.setattr(course, "display", fake_display)
-    return out
-
-
-def added_and_removed(lines):
-    body = [line for line in lines if not line.startswith(("---", "+++", "@@"))]
-    return ([line[1:].strip() for line in body if line.startswith("+")],
-            [line[1:].strip() for line in body if line.startswith("-")])
-
-
-def init_diff(prev, name):
-    return course.diff_lines(inspect.getsource(MODELS[prev].__init__), inspect.getsource(MODELS[name].__init__),
-                             "a", "b")
-
-
-def test_diff_shows_exactly_the_lines_batchnorm_adds():
-    added, removed = added_and_removed(init_diff("baseline", "batchnorm"))
-    assert sum("nn.BatchNorm2d(" in line for line in added) == 5
-    assert all(line.startswith("nn.Conv2d(") for line in removed)
-    assert sorted(line.split("#")[0].replace(", bias=False", "").strip() for line in added
-                  if line.startswith("nn.Conv2d")) == sorted(line.split("#")[0].strip() for line in removed)
-    assert all(line.startswith(("nn.BatchNorm2d(", "nn.Conv2d(")) for line in added)
-
-
-def test_diff_shows_exactly_the_lines_dropout_adds():
-    added, removed = added_and_removed(init_diff("batchnorm", "dropout"))
-    assert removed == ["def __init__(self):"] and added[0] == "def __init__(self, dropout: float = DROPOUT):"
-    assert added[1:] == ["nn.Dropout(dropout),", "nn.Dropout(dropout),"]
-
-
-def test_diff_shows_exactly_the_head_gap_changes():
-    added, removed = added_and_removed(init_diff("dropout", "gap"))
-    assert [line.split("#")[0].strip() for line in removed] == ["nn.Flatten(),", "nn.Linear(400, 10),"]
-    assert [line.split("#")[0].strip() for line in added] == ["nn.AdaptiveAvgPool2d(1),", "nn.Conv2d(16, 10, 1),",
-                                                             "nn.Flatten(),"]
-
-
-def test_step_5_changes_the_recipe_only(shown, capsys):
-    course.show_diff("gap", "final")
-    assert "does not change" in capsys.readouterr().out and shown == []
-    course.show_recipe_diff("gap", "final")
-    added, removed = added_and_removed(shown[0].strip("`").splitlines()[1:])
-    assert (added, removed) == (["augment = True"], ["augment = False"])
-    course.show_recipe_diff("baseline", "gap")
-    assert "the same as step 'baseline'" in capsys.readouterr().out
-
-
-def test_show_helpers_display_the_real_code(shown):
-    course.show_model("dropout")
-    course.show_diff("baseline", "batchnorm")
-    course.show_training_step()
-    course.show_augmentation()
-    course.show_recipe("final")
-    model_md, diff_md, step_md, augment_md, recipe_md = shown
-    assert model_md == f"```python\n{inspect.getsource(MODELS['dropout']).rstrip()}\n```"
-    assert diff_md.startswith("```diff\n--- BaselineNet.__init__\n+++ BatchNormNet.__init__")
-    assert "loss.backward()" in step_md and inspect.getsource(train_epoch).rstrip() in step_md
-    assert inspect.getsource(augment.random_affine).rstrip() in augment_md
-    cfg = Config()
-    assert f"epochs = {cfg.epochs}\n" in recipe_md and f"lr = {cfg.lr!r}" in recipe_md and "seed" not in recipe_md
-
-
-def test_setup_reads_the_recipe_and_quick_mode(monkeypatch, capsys):
-    monkeypatch.delenv(course.QUICK_ENV, raising=False)
-    run = course.setup("03_dropout", epochs=None, seed=2, out_dir="../runs/03_dropout")
-    assert run.cfg == recipe("dropout", seed=2) and run.dir == ROOT / "runs" / "03_dropout" and not run.quick
-    out = capsys.readouterr().out
-    assert f"{Config().epochs} epochs on all 60,000 training images" in out and "run folder runs/03_dropout" in out
-    assert str(ROOT) not in out
-    monkeypatch.setenv(course.QUICK_ENV, "1")
-    run = course.setup("05_augmentation", epochs=7, out_dir="/somewhere/else")
-    assert (run.cfg.epochs, run.cfg.train_subset, run.cfg.augment) == (course.QUICK_EPOCHS, course.QUICK_SUBSET, True)
-    assert run.dir == ROOT / "build" / "quick" / "05_augmentation" and "QUICK MODE" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="01_baseline, 02_batchnorm"):
-        course.setup("06_more")
-
-
-def test_setup_refuses_a_bad_parameter_before_anything_runs(monkeypatch, capsys):
-    """papermill -p epochs -3 (issue 7, case 1): one clear error in the set-up cell, not torch's from a later cell."""
-    monkeypatch.delenv(course.QUICK_ENV, raising=False)
-    with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be a positive integer, got -3"):
-        course.setup("01_baseline", epochs=-3)
-    assert capsys.readouterr().out == ""  # nothing printed as if a run were set up
-
-
-def test_notebook_progress_updates_one_line_a_few_times_per_epoch(shown, capsys):
-    bar = course.NotebookProgress("gap", epochs=2, steps_per_epoch=10, updates_per_epoch=5)
-    for _ in range(20):
-        bar.update(1)
-    bar.write("epoch  2/2 ...")
-    bar.close()
-    assert shown[0] == "gap: epoch 1/2, step 0/10"
-    assert shown[1:6] == [f"gap: epoch 1/2, step {s}/10" for s in (2, 4, 6, 8, 10)]
-    assert shown[6:11] == [f"gap: epoch 2/2, step {s}/10" for s in (2, 4, 6, 8, 10)]
-    assert shown[-1] == "gap: 2/2 epochs done" and len(shown) == 12
-    assert capsys.readouterr().out == "epoch  2/2 ...\n"
-
-
-def test_train_drives_a_pluggable_reporter(tmp_path, one_cpu_thread):
-    events = []
-
-    class Recorder:
-        def __init__(self, desc, epochs, steps_per_epoch, done_epochs):
-            events.append(("start", desc, epochs, steps_per_epoch, done_epochs))
-
-        def update(self, n):
-            events.append(("update", n))
-
-        def write(self, line):
-            events.append(("write", line.split()[1]))
-
-        def close(self):
-            events.append(("close",))
-
-    cfg = recipe("gap", epochs=2, train_subset=256, batch_size=64, device="cpu", eval_batch_size=10_000)
-    train(cfg, tmp_path / "run", progress=Recorder, log=lambda *_: None)
-    assert events[0] == ("start", "gap", 2, 4, 0)
-    assert events[1:] == [("update", 1)] * 4 + [("write", "1/2")] + [("update", 1)] * 4 + [("write", "2/2"), ("close",)]
-
-
-def test_earlier_metrics_reads_a_sibling_run(tmp_path):
-    (tmp_path / "01_baseline").mkdir()
-    (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps({"params": 3}))
-    assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") == {"params": 3}
-    assert course.earlier_metrics(tmp_path / "02_batchnorm", "00_missing") is None
-
-
-def test_run_folder_is_relative_to_the_notebooks_folder(tmp_path):
-    assert course.run_folder("../runs/01_baseline") == ROOT / "runs" / "01_baseline"
-    assert course.run_folder(tmp_path / "x") == tmp_path / "x"
-
-
-# --------------------------------------------------------------------------------------------------
-# utils.plots
-# --------------------------------------------------------------------------------------------------
-
-def pixels(ax) -> torch.Tensor:
-    """The image drawn in an Axes, as a tensor."""
-    return torch.from_numpy(np.array(ax.images[0].get_array()))
-
-
-@pytest.fixture
-def close_figures():
-    import matplotlib.pyplot as plt
-
-    yield
-    plt.close("all")
-
-
-def test_plots_use_an_off_screen_backend_without_a_display():
-    if not (os.environ.get("DISPLAY") or os.environ.get("MPLBACKEND")):
-        assert matplotlib.get_backend().lower() == "agg"
-
-
-def test_confusion_matrix_counts_true_by_predicted():
-    target = torch.tensor([0, 0, 1, 2, 2, 2, 9])
-    pred = torch.tensor([0, 1, 1, 2, 0, 2, 9])
-    m = confusion_matrix(pred, target)
-    assert m.shape == (10, 10) and m.dtype == torch.int64
-    expected = torch.zeros(10, 10, dtype=torch.int64)
-    for t, p in zip(target.tolist(), pred.tolist(), strict=True):
-        expected[t, p] += 1
-    assert torch.equal(m, expected)
-    assert m.sum() == len(target) and m.trace() == (pred == target).sum()
-    assert m[0, 1] == 1 and m[2, 0] == 1  # row = true, column = predicted
-    with pytest.raises(ValueError):
-        confusion_matrix(pred[:-1], target)
-    with pytest.raises(ValueError):
-        confusion_matrix(torch.tensor([10]), torch.tensor([0]))
-
-
-def test_sample_grid_and_class_balance(close_figures):
-    images = torch.randint(0, 256, (12, 28, 28), dtype=torch.uint8)
-    labels = torch.arange(12) % 10
-    fig = plots.sample_grid(images, labels, n=12, cols=4)
-    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 12
-    assert [ax.get_title() for ax in fig.axes] == [str(int(x)) for x in labels]
-    assert torch.equal(pixels(fig.axes[5]), images[5].float())
-    fig = plots.class_balance(torch.tensor([0, 0, 1, 3]), torch.tensor([1, 1]))
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6)
-    assert heights[10:] == pytest.approx([0, 100] + [0] * 8)
-
-
-def test_training_curves_draw_every_epoch(close_figures):
-    history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 97 + e / 10,
-                "test_accuracy": 97.5 + e / 10} for e in range(1, 6)]
-    fig = plots.training_curves(history, others={"earlier": history[:3]})
-    loss_ax, acc_ax = fig.axes
-    lines = {line.get_label(): line for line in acc_ax.lines}
-    assert list(lines["test"].get_ydata()) == [h["test_accuracy"] for h in history]
-    assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
-    assert len(lines["test, earlier"].get_ydata()) == 3
-    assert [line.get_label() for line in loss_ax.lines] == ["train", "test", "test, earlier"]
-
-
-def test_lr_schedule_plots_the_real_scheduler(close_figures):
-    cfg = recipe("final", epochs=3)
-    n = steps_per_epoch(1000, cfg.batch_size)
-    lrs = lr_curve(cfg, n)
-    line = plots.lr_schedule(lrs, n).axes[0].lines[0]
-    assert list(line.get_ydata()) == lrs and len(lrs) == 3 * n
-    assert line.get_xdata()[-1] == pytest.approx((3 * n - 1) / n)
-    assert max(lrs) == pytest.approx(cfg.lr, rel=0.02) and lrs[-1] < cfg.lr / 100
-
-
-def test_augmentation_preview_is_seeded(close_figures):
-    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
-    images[:, 8:20, 12:16] = 255
-
-    def arrays(fig):
-        return [pixels(ax) for ax in fig.axes]
-
-    a, b, c = (plots.augmentation_preview(images, draws=3, seed=s) for s in (5, 5, 6))
-    assert len(a.axes) == 2 * 4
-    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
-    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c), strict=True))
-    assert torch.equal(arrays(a)[0], images[0].float() / 255)  # column 0: the original
-    # the draws are exactly utils.augment.random_affine under the same seeded generator
-    gen = torch.Generator().manual_seed(5)
-    first_row = augment.random_affine((images[:1].float() / 255).unsqueeze(1).repeat(3, 1, 1, 1), generator=gen)
-    assert all(torch.allclose(arrays(a)[1 + i], first_row[i, 0]) for i in range(3))
-
-
-def test_misclassified_shows_only_the_mistakes(close_figures):
-    images = torch.rand(6, 1, 28, 28)
-    labels = torch.tensor([0, 1, 2, 3, 4, 5])
-    preds = torch.tensor([0, 7, 2, 8, 4, 5])
-    fig = plots.misclassified(images, labels, preds, cols=4)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["1→7", "3→8"]
-    assert "2 of the 2 misclassified" in fig.get_suptitle()
-
-
-def test_confusion_plot_shows_the_counts(close_figures):
-    m = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
-    fig = plots.confusion(m)
-    texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["1", "1", "1"] and fig.axes[0].get_title() == "2 of 3 correct"
-
-
-@pytest.mark.parametrize("name", ["baseline", "final"])
-def test_architecture_figure_has_one_block_per_convolution_and_the_head(name, close_figures):
-    from utils.summary import layer_table
-
-    model = build_model(name)
-    fig = plots.architecture(model)
-    ax = fig.axes[0]
-    convs = [r for r in layer_table(model) if r.kind == "Conv2d" and r.name.startswith("features.")]
-    assert len(ax.patches) == len(convs) + 1
-    texts = " ".join(t.get_text() for t in ax.texts)
-    # each block's output, as worked by hand in tests/test_models.py::test_layer_table_of_the_final_model
-    assert re.findall(r"RF (\d+)", texts) == ["4", "8", "12", "16", "20", "28"]
-    assert "10x13x13" in texts and "16x5x5" in texts  # shapes come from a forward pass
-    assert f"{count_parameters(model):,} parameters" in ax.get_title()
-
-
-def test_stale_warning_reads_a_setting_missing_from_an_older_summary_as_its_default():
-    settings = {k: v for k, v in course.recipe_settings("final").items() if k not in ("augment", "clean_epochs")}
-    summary = {"config": {**settings, "train_subset": 0}}  # made before clean_epochs existed
-    assert course.stale_warning(summary) is None
-    summary["config"]["clean_epochs"] = 1
-    assert "clean_epochs=1 (the code: 0)" in course.stale_warning(summary)
-    other = Config().epochs + 5
-    summary["config"] = {**settings, "train_subset": 0, "epochs": other}
-    assert f"epochs={other} (the code: {Config().epochs})" in course.stale_warning(summary)

@@ -10,9 +10,10 @@ import pytest
 import torch
 from helpers import tiny_config, without_timing
 
-from utils import train as T
+from utils import runs
 from utils.models import build_model
 from utils.summary import count_parameters
+from utils.train import Config, evaluate, load_device_data, lr_curve, recipe, train
 
 
 def quiet(*_):
@@ -35,25 +36,25 @@ def files_in(run_dir):
 def reference(one_cpu_thread, tmp_path_factory):
     """One uninterrupted 3-epoch run: (run folder, returned metrics)."""
     out = tmp_path_factory.mktemp("train") / "reference"
-    metrics = T.train(tiny_config(), out, progress=False, log=quiet)
+    metrics = train(tiny_config(), out, progress=False, log=quiet)
     return out, metrics
 
 
 def test_the_tiny_runs_use_the_final_recipe():
     cfg = tiny_config()
-    assert cfg.model == "final" and cfg.augment and cfg.schedule == "onecycle" and cfg.device == "cpu"
+    assert cfg.model == "final" and cfg.augment and cfg.recalibrate_bn and cfg.device == "cpu"
 
 
 def test_same_config_gives_the_same_history_and_weights(reference, tmp_path):
     ref_dir, ref = reference
-    again = T.train(tiny_config(), tmp_path / "again", progress=False, log=quiet)
+    again = train(tiny_config(), tmp_path / "again", progress=False, log=quiet)
     assert without_timing(again["history"]) == without_timing(ref["history"])
     assert same_weights(weights(tmp_path / "again"), weights(ref_dir))
 
 
 def test_another_seed_gives_other_metrics_and_weights(reference, tmp_path):
     ref_dir, ref = reference
-    other = T.train(tiny_config(seed=2), tmp_path / "seed2", progress=False, log=quiet)
+    other = train(tiny_config(seed=2), tmp_path / "seed2", progress=False, log=quiet)
     a, b = without_timing(ref["history"]), without_timing(other["history"])
     assert [row["train_loss"] for row in a] != [row["train_loss"] for row in b]
     assert not same_weights(weights(tmp_path / "seed2"), weights(ref_dir))
@@ -83,9 +84,9 @@ def test_checkpoint_holds_the_weights_that_scored_the_reported_accuracy(referenc
     assert ckpt["model"] == "final" and ckpt["config"] == ref["config"]
     model = build_model(ckpt["model"])
     model.load_state_dict(ckpt["model_state"])  # strict: a complete state_dict of the named model
-    cfg = T.Config(**ckpt["config"])
-    dd = T.load_device_data(cfg, torch.device("cpu"))
-    result = T.evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+    cfg = Config(**ckpt["config"])
+    dd = load_device_data(cfg, torch.device("cpu"))
+    result = evaluate(model, dd.test_x, dd.test_y)
     assert result["accuracy"] == ref["final_test_accuracy"]
 
 
@@ -96,28 +97,28 @@ def test_run_folder_holds_only_the_checkpoint_and_the_metrics(reference):
 def test_existing_run_folder_is_not_overwritten(reference):
     ref_dir, _ = reference
     before = {name: (ref_dir / name).read_bytes() for name in files_in(ref_dir)}
-    with pytest.raises(T.RunError, match="--resume"):
-        T.train(tiny_config(), ref_dir, progress=False, log=quiet)
+    with pytest.raises(runs.RunError, match="--resume"):
+        train(tiny_config(), ref_dir, progress=False, log=quiet)
     assert {name: (ref_dir / name).read_bytes() for name in files_in(ref_dir)} == before
 
 
 def test_resuming_a_complete_run_changes_nothing(reference):
     ref_dir, ref = reference
     before = (ref_dir / "checkpoint.pt").read_bytes()
-    assert T.train(None, resume=ref_dir, progress=False, log=quiet) == ref
+    assert train(None, resume=ref_dir, progress=False, log=quiet) == ref
     assert (ref_dir / "checkpoint.pt").read_bytes() == before
 
 
 def interrupt_after_epoch_2(monkeypatch):
     """Ctrl-C right after epoch 2 was saved."""
-    real_save = T.save_run
+    real_save = runs.save_run
 
     def save_then_stop(out, model, opt, sched, cfg, history, metrics, *rest):
         real_save(out, model, opt, sched, cfg, history, metrics, *rest)
         if len(history) == 2:
             raise KeyboardInterrupt("stopped after epoch 2")
 
-    monkeypatch.setattr(T, "save_run", save_then_stop)
+    monkeypatch.setattr(runs, "save_run", save_then_stop)
     return 2  # epochs on disk afterwards
 
 
@@ -143,13 +144,13 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reference, tmp
     with monkeypatch.context() as patch:
         saved_epochs = interrupt(patch)
         with pytest.raises(KeyboardInterrupt):
-            T.train(tiny_config(), cut, progress=False, log=quiet)
+            train(tiny_config(), cut, progress=False, log=quiet)
     assert files_in(cut) == ["checkpoint.pt", "metrics.json"], "no temporary file left behind"
     on_disk = json.loads((cut / "metrics.json").read_text())
     assert on_disk["epochs"] == saved_epochs and len(on_disk["history"]) == saved_epochs
     assert len(torch.load(cut / "checkpoint.pt", weights_only=True)["history"]) == saved_epochs
 
-    resumed = T.train(None, resume=cut, progress=False, log=quiet)
+    resumed = train(None, resume=cut, progress=False, log=quiet)
     assert resumed["epochs"] == 3
     assert without_timing(resumed["history"]) == without_timing(ref["history"])
     assert resumed["final_test_accuracy"] == ref["final_test_accuracy"]
@@ -160,7 +161,7 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(reference, tmp
 
 def test_the_test_set_does_not_influence_training(reference, tmp_path, monkeypatch):
     ref_dir, ref = reference
-    real_load = T.load_device_data
+    real_load = load_device_data
 
     def scrambled_test_set(cfg, device):
         """Shuffled test labels, and test images turned upside down: any leak would change training."""
@@ -169,8 +170,8 @@ def test_the_test_set_does_not_influence_training(reference, tmp_path, monkeypat
         dd.test_x = dd.test_x.flip(-2).contiguous(memory_format=torch.channels_last)
         return dd
 
-    monkeypatch.setattr(T, "load_device_data", scrambled_test_set)
-    b = T.train(tiny_config(), tmp_path / "shuffled", progress=False, log=quiet)
+    monkeypatch.setattr("utils.train.load_device_data", scrambled_test_set)
+    b = train(tiny_config(), tmp_path / "shuffled", progress=False, log=quiet)
     train_part = [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in b["history"]]
     assert train_part == [{k: row[k] for k in ("train_loss", "train_accuracy", "lr")} for row in ref["history"]]
     assert same_weights(weights(tmp_path / "shuffled"), weights(ref_dir))
@@ -181,23 +182,23 @@ def test_holdout_is_the_last_training_images_and_never_trained_on():
     from utils import data
     mnist = data.load_mnist()
     cfg = tiny_config(holdout=10_000, train_subset=0)
-    dd = T.load_device_data(cfg, torch.device("cpu"))
+    dd = load_device_data(cfg, torch.device("cpu"))
     assert torch.equal(dd.train_x, data.normalize(mnist.train_images[:50_000]))
     assert torch.equal(dd.val_x, data.normalize(mnist.train_images[50_000:]))
     assert torch.equal(dd.val_y, mnist.train_labels[50_000:])
     assert torch.equal(dd.test_y, mnist.test_labels), "the test set is the real one"
-    subset = T.load_device_data(tiny_config(holdout=10_000, train_subset=1024), torch.device("cpu"))
+    subset = load_device_data(tiny_config(holdout=10_000, train_subset=1024), torch.device("cpu"))
     assert torch.equal(subset.train_x, dd.train_x[:1024]) and torch.equal(subset.val_x, dd.val_x)
 
 
 def test_too_large_a_holdout_is_refused():
     with pytest.raises(ValueError, match="--holdout 60000 leaves no training images"):
-        T.load_device_data(tiny_config(holdout=60_000), torch.device("cpu"))
+        load_device_data(tiny_config(holdout=60_000), torch.device("cpu"))
 
 
 def test_a_tuning_run_shows_validation_numbers_and_still_records_the_test_set(tmp_path):
     lines = []
-    metrics = T.train(tiny_config(holdout=2_000, epochs=1), tmp_path / "tune", progress=False, log=lines.append)
+    metrics = train(tiny_config(holdout=2_000, epochs=1), tmp_path / "tune", progress=False, log=lines.append)
     row = metrics["history"][-1]
     assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy"} <= row.keys()
     assert metrics["final_val_accuracy"] == row["val_accuracy"]
@@ -207,8 +208,8 @@ def test_a_tuning_run_shows_validation_numbers_and_still_records_the_test_set(tm
 
 
 def test_lr_schedule_is_one_cycle():
-    cfg = T.recipe("final", epochs=15)
-    lrs = T.lr_curve(cfg, 100)
+    cfg = recipe("final", epochs=15)
+    lrs = lr_curve(cfg, 100)
     peak = max(lrs)
     assert len(lrs) == 1500 and abs(peak - cfg.lr) < 1e-9
     assert lrs[0] < peak / 10 and lrs[-1] < peak / 1000
@@ -218,14 +219,14 @@ def test_lr_schedule_is_one_cycle():
 @pytest.mark.parametrize("epochs, steps", [(1, 1), (1, 3), (1, 4), (2, 2), (1, 5)])
 def test_one_cycle_works_for_the_shortest_runs(epochs, steps):
     """A 4-step run (--train-subset 512 --epochs 1) once crashed inside torch's OneCycleLR."""
-    lrs = T.lr_curve(tiny_config(epochs=epochs), steps)
+    lrs = lr_curve(tiny_config(epochs=epochs), steps)
     assert len(lrs) == epochs * steps and all(0 < lr <= 0.1 for lr in lrs)
 
 
 def test_every_step_trains_with_the_final_recipe_and_only_step_5_augments():
-    final = dataclasses.asdict(T.recipe("final"))
+    final = dataclasses.asdict(recipe("final"))
     for name in ("baseline", "batchnorm", "dropout", "gap"):
-        cfg = dataclasses.asdict(T.recipe(name))
+        cfg = dataclasses.asdict(recipe(name))
         assert cfg["augment"] is False and final["augment"] is True
         assert {k: v for k, v in cfg.items() if k not in ("model", "augment")} == \
             {k: v for k, v in final.items() if k not in ("model", "augment")}, name
@@ -239,12 +240,12 @@ def test_resume_refuses_a_run_of_another_network(reference, tmp_path, monkeypatc
     from utils.models import FinalNet
 
     ref_dir, ref = reference
-    assert ref["architecture"] == T.architecture_id(build_model("final"))
+    assert ref["architecture"] == runs.architecture_id(build_model("final"))
     copy = tmp_path / "copy"
     shutil.copytree(ref_dir, copy)
-    monkeypatch.setattr(T, "build_model", lambda name: FinalNet(dropout=0.3))
-    with pytest.raises(T.RunError, match="another 'final' network"):
-        T.train(None, resume=copy, progress=False, log=quiet)
+    monkeypatch.setattr("utils.train.build_model", lambda name: FinalNet(dropout=0.3))
+    with pytest.raises(runs.RunError, match="another 'final' network"):
+        train(None, resume=copy, progress=False, log=quiet)
 
 
 def test_a_builder_or_a_model_trains_like_the_registered_step(reference, tmp_path):
@@ -255,12 +256,12 @@ def test_a_builder_or_a_model_trains_like_the_registered_step(reference, tmp_pat
     registry = dict(MODELS)
     _, ref = reference
     cfg = dataclasses.replace(tiny_config(), model="candidate")
-    built = T.train(cfg, tmp_path / "builder", model=FinalNet, progress=False, log=quiet)
+    built = train(cfg, tmp_path / "builder", model=FinalNet, progress=False, log=quiet)
     assert without_timing(built["history"]) == without_timing(ref["history"])
     assert built["model"] == "candidate" and built["architecture"] == ref["architecture"]
     torch.manual_seed(cfg.seed)
-    given = T.train(cfg, tmp_path / "instance", model=FinalNet(), progress=False, log=quiet)
+    given = train(cfg, tmp_path / "instance", model=FinalNet(), progress=False, log=quiet)
     assert without_timing(given["history"]) == without_timing(ref["history"])
-    small = T.train(cfg, tmp_path / "small", model=lambda: FinalNet(dropout=0.5), progress=False, log=quiet)
+    small = train(cfg, tmp_path / "small", model=lambda: FinalNet(dropout=0.5), progress=False, log=quiet)
     assert without_timing(small["history"]) != without_timing(ref["history"])
     assert MODELS == registry, "the registry is left as it was"

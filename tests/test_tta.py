@@ -4,7 +4,7 @@ import torch
 from helpers import tiny_config
 
 from tools import tta
-from utils import train as T
+from utils.train import train
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -22,10 +22,10 @@ def test_views_are_the_image_and_its_four_one_pixel_shifts():
 
 
 def test_scores_a_validation_run_and_refuses_one_without_a_validation_split(tmp_path, capsys):
-    T.train(tiny_config(epochs=1, holdout=1000), tmp_path / "val", progress=False, log=lambda *_: None)
+    train(tiny_config(epochs=1, holdout=1000), tmp_path / "val", progress=False, log=lambda *_: None)
     plain, shifted = tta.score(tmp_path / "val")
     assert 0 < plain <= 100 and 0 < shifted <= 100
-    T.train(tiny_config(epochs=1), tmp_path / "test", progress=False, log=lambda *_: None)
+    train(tiny_config(epochs=1), tmp_path / "test", progress=False, log=lambda *_: None)
     with pytest.raises(SystemExit):
         tta.main([str(tmp_path / "val"), str(tmp_path / "test")])
     assert "trained without --holdout" in capsys.readouterr().err

@@ -26,14 +26,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from utils import data, train
-from utils.cli import DEVICES, GOAL, Parser, non_negative_int, positive_int
+from utils import GOAL, data, runs, train
+from utils.cli import Parser, non_negative_int, positive_int
 from utils.fsutil import atomic_write_json
 from utils.models import build_model
+from utils.runs import DEVICES
 from utils.summary import count_parameters
 
 SCHEMA = 2
-RESULTS_DIR, RUNS = train.REPO_ROOT / "results" / "bench", train.REPO_ROOT / "runs" / "bench"
+RESULTS_DIR, RUNS = runs.REPO_ROOT / "results" / "bench", runs.REPO_ROOT / "runs" / "bench"
 USUAL_BATCH, USUAL_LR, TRAIN_IMAGES = 64, 0.01, 60_000
 WARMUP = 5  # untimed batches before each clock starts
 
@@ -159,7 +160,7 @@ def full_run(device: str, out: Path, extra_args: list[str]) -> dict:
     """Train the default recipe in a child process, as a user would, and time it from outside."""
     cmd = [sys.executable, "-m", "utils.train", "--device", device, "--out", str(out), "--no-progress", *extra_args]
     t0 = time.perf_counter()
-    if subprocess.run(cmd, cwd=train.REPO_ROOT).returncode != 0:
+    if subprocess.run(cmd, cwd=runs.REPO_ROOT).returncode != 0:
         raise SystemExit(f"error: the training run failed: {shlex.join(cmd)}")
     wall = time.perf_counter() - t0
     m = json.loads((out / "metrics.json").read_text())
@@ -195,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     try:
-        device = train.resolve_device(args.device)
+        device = runs.resolve_device(args.device)
         data.ensure_mnist(data.DEFAULT_ROOT)
     except (ValueError, data.MNISTDataError) as exc:
         p.error(str(exc).replace("\n", " "))
     stamp, workers = datetime.datetime.now(), list(dict.fromkeys(args.workers))
     cfg = train.recipe("final", device=device.type, train_subset=args.images)
-    print(f"{args.images:,} images per measurement, median of {args.repeats}, {train.device_name(device)}")
+    print(f"{args.images:,} images per measurement, median of {args.repeats}, {runs.device_name(device)}")
     dataset, dd = usual_dataset(), train.load_device_data(cfg, device)
     usual, ours = {w: [] for w in workers}, []
     for r in range(args.repeats):  # in turns, so that a burst of load elsewhere hits both pipelines
@@ -211,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model("final").to(device, memory_format=torch.channels_last)
     for _ in range(2):  # the second pass is timed
         t = time.perf_counter()
-        train.evaluate(model, dd.test_x, dd.test_y, cfg.eval_batch_size)
+        train.evaluate(model, dd.test_x, dd.test_y)
     eval_seconds = time.perf_counter() - t
     usual_ips, ours_ips = statistics.median(usual[workers[0]]), statistics.median(ours)
     res = {"schema": SCHEMA, "command": shlex.join(["python", "-m", "tools.bench", *argv]),
-           "date": stamp.isoformat(timespec="seconds"), "device": train.device_name(device),
-           "device_type": device.type, "machine": machine(), "versions": train.versions(),
+           "date": stamp.isoformat(timespec="seconds"), "device": runs.device_name(device),
+           "device_type": device.type, "machine": machine(), "versions": runs.versions(),
            "params": count_parameters(build_model("final")), "images": args.images, "repeats": args.repeats,
            "usual": {"batch_size": USUAL_BATCH, "lr": USUAL_LR, "num_workers": workers[0],
                      "images_per_second": usual_ips},

@@ -18,7 +18,8 @@ from pathlib import Path
 from utils.cli import Parser
 from utils.course import STEPS_JSON
 from utils.fsutil import atomic_write
-from utils.train import REPO_ROOT
+from utils.runs import REPO_ROOT
+from utils.train import stored_settings
 
 from .seeds import CUDA_SUMMARY
 from .seeds import SUMMARY as SEEDS
@@ -40,7 +41,7 @@ def steps_block(path: Path = STEPS_JSON) -> str:
     if not path.exists():
         return "_Not measured yet: run `make steps`._"
     summary = json.loads(path.read_text())
-    cfg = summary["config"]
+    cfg = stored_settings(summary["config"])
     rows = ["| step | notebook | change | parameters | final test acc. mean ± std | min–max | "
             "train − test gap mean ± std | gap min–max |",
             "|---:|---|---|---:|---:|---:|---:|---:|"]
@@ -53,7 +54,8 @@ def steps_block(path: Path = STEPS_JSON) -> str:
     subset = f", first {cfg['train_subset']:,} training images" if cfg.get("train_subset") else ""
     rows += ["",
              f"Every step trains with one recipe: {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
-             f"{cfg['optimizer']} (peak LR {cfg['lr']:g}, {cfg['schedule']} schedule){subset}; only step 5 "
+             f"SGD with {'Nesterov ' if cfg['nesterov'] else ''}momentum, one-cycle schedule peaking at LR "
+             f"{cfg['lr']:g}{subset}; only step 5 "
              f"augments. Seeds {', '.join(map(str, summary['seeds']))}; final epoch of each run (never the best). "
              "The gap is the final epoch's train accuracy (measured during the epoch, in training mode) minus its "
              f"test accuracy. Device: {summary['device']}, {summary['cpu']}; torch {summary['versions']['torch']}. "

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from tools.steps import RUNS, run_one, threads_prefix
-from utils.cli import DEVICES, GOAL, Parser
+from utils import GOAL
+from utils.cli import Parser
 from utils.course import spread
 from utils.fsutil import atomic_write_json
-from utils.train import REPO_ROOT, RunError, versions
+from utils.runs import DEVICES, REPO_ROOT, RunError, versions
 
 FINAL_RUNS = RUNS / "final"
 SUMMARY = REPO_ROOT / "results" / "seeds.json"

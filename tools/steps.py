@@ -17,11 +17,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from utils.cli import DEVICES, Parser, non_negative_int, positive_int
+from utils.cli import Parser, non_negative_int, positive_int
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
-from utils.train import REPO_ROOT, RunError, load_checkpoint, recipe, shown_path, stored_settings, train, versions
+from utils.runs import DEVICES, REPO_ROOT, RunError, shown_path, versions
+from utils.train import load_checkpoint, recipe, stored_settings, train
 
 RUNS = REPO_ROOT / "runs" / "steps"
 SUMMARY = STEPS_JSON  # the notebooks' seed tables read it there

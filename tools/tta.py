@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from utils import augment
-from utils import train as T
 from utils.cli import Parser
 from utils.models import build_model
+from utils.runs import RunError, load_weights
+from utils.train import BACKGROUND, Config, load_checkpoint, load_device_data
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (x, y) in pixels
 
@@ -47,19 +48,19 @@ def accuracy(model, views: list[torch.Tensor], y: torch.Tensor, batch_size: int 
 @functools.cache
 def validation_views(holdout: int, data_root: str) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The plain and shifted views of a validation split, and its labels: made once per split, not per run."""
-    dd = T.load_device_data(T.Config(holdout=holdout, data_root=data_root), torch.device("cpu"))
-    return shifted_views(dd.val_x, T.BACKGROUND), dd.val_y
+    dd = load_device_data(Config(holdout=holdout, data_root=data_root), torch.device("cpu"))
+    return shifted_views(dd.val_x, BACKGROUND), dd.val_y
 
 
 def score(run: Path) -> tuple[float, float]:
     """(plain, shifted) validation accuracy % of the run in ``run``."""
-    state = T.load_checkpoint(run)  # refuses, among others, a network utils.models does not define
-    cfg = T.Config(**state["config"])
+    state = load_checkpoint(run)  # refuses, among others, a network utils.models does not define
+    cfg = Config(**state["config"])
     if not cfg.holdout:
-        raise T.RunError(f"{run} trained without --holdout: it has no validation split to score "
+        raise RunError(f"{run} trained without --holdout: it has no validation split to score "
                          "(this tool never reads the test set)")
     model = build_model(cfg.model).to(memory_format=torch.channels_last)
-    T.load_weights(model, state, run)
+    load_weights(model, state, run)
     views, y = validation_views(cfg.holdout, cfg.data_root)
     return accuracy(model, views[:1], y), accuracy(model, views, y)
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             rows.append(score(Path(run)))
             print(f"{run}: validation {rows[-1][0]:.2f}% plain, {rows[-1][1]:.2f}% with test-time shifts", flush=True)
-    except T.RunError as exc:
+    except RunError as exc:
         parser.error(str(exc))
     plain, shifted = zip(*rows, strict=True)
     print(f"mean over {len(rows)} runs: {sum(plain) / len(rows):.3f}% plain, {sum(shifted) / len(rows):.3f}% shifted "

@@ -27,12 +27,30 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from utils import models
-from utils import train as T
 from utils.cli import Parser, non_negative_int, positive_float, positive_int
+from utils.models import DROPOUT, MnistNet
+from utils.runs import REPO_ROOT
+from utils.train import Config, train
 
 
-def build(spec: str, dropout: float = 0.05) -> models.MnistNet:
+def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
+    """Convolution without padding -> [2x2 max-pool] -> [BatchNorm] -> ReLU, as in utils.models' steps
+    (which write every layer out instead, so that their diffs stay readable)."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, bias=not batchnorm)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU())
+    return layers
+
+
+def gap_head(channels: int = 16) -> nn.Sequential:
+    """The step-4 head for a trunk ending in ``channels`` maps: GAP, then a 1x1 convolution to 10 classes."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())
+
+
+def build(spec: str, dropout: float = DROPOUT) -> MnistNet:
     """The candidate network for ``spec`` (see the module docstring), with the final model's GAP head."""
     layers: list[nn.Module] = []
     channels = 1
@@ -43,19 +61,19 @@ def build(spec: str, dropout: float = 0.05) -> models.MnistNet:
             layers.append(nn.Dropout(dropout))
         elif token.startswith("1x"):
             out = int(token[2:])
-            layers += models.conv_block(channels, out, batchnorm=True, kernel=1)
+            layers += conv_block(channels, out, batchnorm=True, kernel=1)
             channels = out
         elif token.startswith("q"):
             out = int(token[1:])
-            layers += models.conv_block(channels, out, batchnorm=True, pool=True)
+            layers += conv_block(channels, out, batchnorm=True, pool=True)
             channels = out
         elif token.isdigit():
             out = int(token)
-            layers += models.conv_block(channels, out, batchnorm=True)
+            layers += conv_block(channels, out, batchnorm=True)
             channels = out
         else:
             raise ValueError(f"unknown token {token!r} in {spec!r}; see `python -m tools.tune --help`")
-    return models.MnistNet(nn.Sequential(*layers), models.gap_head(channels))
+    return MnistNet(nn.Sequential(*layers), gap_head(channels))
 
 
 def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 10) -> dict[str, float]:
@@ -94,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time", action="store_true", help="only time a training step of each candidate")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dropout", type=float, default=0.05)
-    parser.add_argument("--lr", type=positive_float, default=T.Config.lr)
-    parser.add_argument("--batch-size", type=positive_int, default=T.Config.batch_size)
-    parser.add_argument("--weight-decay", type=float, default=T.Config.weight_decay)
-    parser.add_argument("--epochs", type=positive_int, default=T.Config.epochs)
+    parser.add_argument("--lr", type=positive_float, default=Config.lr)
+    parser.add_argument("--batch-size", type=positive_int, default=Config.batch_size)
+    parser.add_argument("--weight-decay", type=float, default=Config.weight_decay)
+    parser.add_argument("--epochs", type=positive_int, default=Config.epochs)
     parser.add_argument("--holdout", type=non_negative_int, default=10_000)
-    parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=T.Config.recalibrate_bn)
+    parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=Config.recalibrate_bn)
     parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/tune/<spec>-<settings>)")
     args = parser.parse_args(argv)
@@ -120,13 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.spec) != 1:
         parser.error("train one candidate at a time (several only with --time)")
     args.spec = args.spec[0]
-    cfg = T.Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout,
                    recalibrate_bn=args.recalibrate_bn)
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
-    out = Path(args.out) if args.out else T.REPO_ROOT / "runs" / "tune" / name
-    metrics = T.train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / "tune" / name
+    metrics = train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
                       log=lambda *_: None)
     last = metrics["history"][-1]
     row = {"spec": args.spec, "seed": args.seed, "dropout": args.dropout, "lr": args.lr,

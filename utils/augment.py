@@ -1,6 +1,7 @@
 """Batched random affine augmentation on the device: one random draw per image, one resample.
 
-The seed recipe was torchvision's per-image PIL pipeline::
+The original project's recipe (the repository this course started from) was torchvision's per-image
+PIL pipeline::
 
     RandomRotation(5), RandomAffine(0, translate=(0.05, 0.05), scale=(0.95, 1.05)),
     GaussianBlur(3, sigma=(0.01, 0.02))

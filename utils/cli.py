@@ -1,18 +1,18 @@
-"""What the command lines share: the goal, the device choices, argument types and a parser
-whose errors are one line (the usage block hides the message a user needs).
+"""The command lines: a parser whose errors are one line, the argument types the tools share, and
+``python -m utils.train`` itself, whose flags are derived from the fields of ``utils.train.Config``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import sys
+from pathlib import Path
 
-# The course's goal, in one place: this test accuracy at the final epoch, within this many epochs,
-# with at most this many parameters.
-GOAL = 99.40  # percent
-MAX_EPOCHS = 15
-MAX_PARAMS = 8000
-
-DEVICES = ("auto", "cpu", "cuda", "mps")  # "auto": CUDA, then Apple's MPS, then the CPU
+from . import GOAL
+from .data import MNISTDataError
+from .settings import SEED_LIMIT, flag
+from .train import RECIPES, Config, load_checkpoint, recipe, train
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,6 +20,11 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, for ``parser.error``."""
+    return " ".join(str(exc).split("\n"))
 
 
 def argument_type(convert, expected: str, must: str, ok):
@@ -40,7 +45,89 @@ positive_float = argument_type(float, "a positive number", "a positive number", 
 non_negative_float = argument_type(float, "a number >= 0", "a number >= 0", lambda v: 0 <= v < math.inf)
 positive_int = argument_type(int, "a positive integer", "a positive integer", lambda v: v > 0)
 non_negative_int = argument_type(int, "an integer >= 0", ">= 0", lambda v: v >= 0)
-
-SEED_LIMIT = 2**63  # seeds run from 0 to 2**63 - 1: what torch's generators take, epoch offsets included
 seed_int = argument_type(int, "an integer from 0 to 2**63 - 1", "an integer from 0 to 2**63 - 1",
                          lambda v: 0 <= v < SEED_LIMIT)
+
+
+# --------------------------------------------------------------------------------------------------
+# python -m utils.train: one flag per field of utils.train.Config
+# --------------------------------------------------------------------------------------------------
+
+FLAG_TYPES = {"count": positive_int, "size": non_negative_int, "positive": positive_float,
+              "non_negative": non_negative_float, "range": float, "seed": seed_int, "path": str}
+
+
+def shown_default(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+        else str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A flag for every Config field, its help the field's own line. The settings default to None, so that
+    main() knows which ones the user typed (--resume refuses a typed setting that differs from the saved run)."""
+    p = Parser(prog="python -m utils.train", description="Train a teaching step on MNIST (default: the final "
+               "recipe); every epoch is saved, and --resume continues a killed run to the same numbers.")
+    default = Config()
+    for f in dataclasses.fields(Config):
+        rule, value = f.metadata, getattr(default, f.name)
+        others: dict[str, list[str]] = {}  # another default -> the steps whose recipe sets it
+        for step, changes in RECIPES.items():
+            if f.name in changes:
+                others.setdefault(shown_default(changes[f.name]), []).append(step)
+        also = "".join(f"; {v} for {', '.join(steps)}" for v, steps in others.items())
+        help = f"{rule['why']} (default: {shown_default(value)}{also})".replace("%", "%%")
+        if rule["check"] == "switch":
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif rule["check"] == "choice":
+            p.add_argument(flag(f.name), choices=list(rule["choices"]), default=None, help=help)
+        else:
+            p.add_argument(flag(f.name), type=FLAG_TYPES[rule["check"]], default=None, help=help)
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run folder (default: runs/<model>-seed<seed>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a killed run from its last epoch (only --device and --data-root may change)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
+    return p
+
+
+def settings_given(args) -> dict:
+    """The Config fields the user typed on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+
+
+def config_from_args(args):
+    given = settings_given(args)
+    return recipe(given.pop("model", "final"), **given)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.train``: train, print every epoch, then the final result and the run folder."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.resume is None:
+            cfg = config_from_args(args)
+        else:
+            if not Path(args.resume).is_dir():
+                parser.error(f"--resume {args.resume}: no such run folder")
+            if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+                parser.error(f"--resume continues {args.resume} in place; drop --out {args.out}")
+            given = settings_given(args)  # typed settings are checked against the saved run by train()
+            cfg = dataclasses.replace(Config(**load_checkpoint(args.resume)["config"]), **given) if given else None
+        # A bar redrawn with \r is noise in a log file or a pipe: show it only on a terminal.
+        progress = not args.no_progress and sys.stderr.isatty()
+        metrics = train(cfg, args.out, resume=args.resume, progress=progress)
+    except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+        parser.error(one_line(exc))
+    if metrics.get("final_val_accuracy") is not None:  # a tuning run (--holdout): no test number on screen
+        outcome = (f"final validation accuracy {metrics['final_val_accuracy']:.2f}% at epoch {metrics['epochs']} "
+                   f"(the last {metrics['config']['holdout']:,} training images, never trained on; the test "
+                   "accuracy is in metrics.json, not for tuning)")
+    else:
+        verdict = "meets" if metrics["goal_met"] else "misses"
+        outcome = (f"final test accuracy {metrics['final_test_accuracy']:.2f}% at epoch {metrics['epochs']} "
+                   f"({verdict} the {GOAL:.2f}% goal)")
+    print(f"{outcome} | {metrics['params']:,} parameters | wall {metrics['wall_seconds']:.1f}s")
+    print(f"run folder: {args.resume or metrics['run_dir']}")  # a resumed folder may have been moved
+    return 0

@@ -21,16 +21,18 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from .cli import GOAL, MAX_EPOCHS, MAX_PARAMS
+from . import GOAL, MAX_EPOCHS, MAX_PARAMS
 from .models import MODELS, STEPS
-from .train import REPO_ROOT, Config, device_name, recipe, resolve_device, shown_path, stored_settings, validate
+from .progress import NotebookProgress
+from .runs import REPO_ROOT, device_name, resolve_device, shown_path
+from .train import Config, recipe, stored_settings, validate
 
 QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
 NOTEBOOKS = REPO_ROOT / "notebooks"
 STEPS_JSON = REPO_ROOT / "results" / "steps.json"
 # Config fields that say how one run is carried out, not how the step trains: left out of recipe listings.
-RUN_FIELDS = ("model", "seed", "device", "train_subset", "holdout", "eval_batch_size", "data_root")
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("run"))
 
 
 def quick_mode() -> bool:
@@ -45,38 +47,8 @@ def run_folder(out_dir: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# Set-up and progress
+# Set-up
 # --------------------------------------------------------------------------------------------------
-
-class NotebookProgress:
-    """Training progress in a notebook: one plain-text line such as ``baseline: epoch 3/10, step
-    120/390``, replaced in place a few times per epoch through an IPython display handle, so it
-    works in JupyterLab and Colab without widgets and leaves no stale bar or stderr behind."""
-
-    def __init__(self, desc: str, epochs: int, steps_per_epoch: int, done_epochs: int = 0, updates_per_epoch: int = 5):
-        self.desc, self.epochs, self.steps = desc, epochs, steps_per_epoch
-        self.done = done_epochs * steps_per_epoch
-        self.every = max(1, steps_per_epoch // updates_per_epoch)
-        self.handle = display(self.status(), raw=True, display_id=True)
-
-    def status(self) -> dict:
-        epoch = max(1, -(-self.done // self.steps))  # the epoch the last finished step belongs to
-        step = self.done - (epoch - 1) * self.steps
-        return {"text/plain": f"{self.desc}: epoch {epoch}/{self.epochs}, step {step}/{self.steps}"}
-
-    def update(self, steps: int = 1) -> None:
-        self.done += steps
-        if self.done % self.every == 0 or self.done % self.steps == 0:
-            self.handle.update(self.status(), raw=True)
-
-    def write(self, line: str) -> None:
-        print(line, flush=True)
-
-    def close(self) -> None:
-        """Replace the live line by what was done, so nothing in the output claims to be running."""
-        finished = self.done // self.steps
-        self.handle.update({"text/plain": f"{self.desc}: {finished}/{self.epochs} epochs done"}, raw=True)
-
 
 @dataclass
 class Run:
@@ -158,10 +130,11 @@ def show_diff(prev: str, name: str) -> None:
 
 
 def show_training_step() -> None:
-    """The training loop every step uses: ``utils.train.train_epoch`` (forward, loss, backward, step)."""
+    """The training step every step uses, ``utils.train.train_epoch`` (forward, loss, backward, step), and
+    beside it ``evaluate`` (eval mode, no gradients), which scores the network after every epoch."""
     from . import train
 
-    show_source(inspect.getsource(train.train_epoch))
+    show_source(inspect.getsource(train.train_epoch) + "\n\n" + inspect.getsource(train.evaluate))
 
 
 def show_augmentation() -> None:
@@ -176,16 +149,21 @@ def recipe_settings(model: str) -> dict:
     return {k: v for k, v in dataclasses.asdict(recipe(model)).items() if k not in RUN_FIELDS}
 
 
+def recipe_lines(model: str) -> list[str]:
+    """``name = value  # why`` for each training setting of the step (the why is the Config field's own)."""
+    why = {f.name: f.metadata["why"] for f in dataclasses.fields(Config)}
+    return [f"{k} = {v!r}  # {why[k]}" for k, v in recipe_settings(model).items()]
+
+
 def show_recipe(model: str) -> None:
-    """The step's training settings, from ``utils.train.Config`` and ``RECIPES``."""
-    show_source("\n".join(f"{k} = {v!r}" for k, v in recipe_settings(model).items()))
+    """The step's training settings, from ``utils.train.Config`` and ``RECIPES``, each with its reason."""
+    show_source("\n".join(recipe_lines(model)))
 
 
 def show_recipe_diff(prev: str, name: str) -> None:
     """What step ``name`` changes in the training settings of step ``prev`` (a diff; usually nothing)."""
-    old = [f"{k} = {v!r}" for k, v in recipe_settings(prev).items()]
-    new = [f"{k} = {v!r}" for k, v in recipe_settings(name).items()]
-    lines = diff_lines("\n".join(old), "\n".join(new), f"recipe('{prev}')", f"recipe('{name}')")
+    lines = diff_lines("\n".join(recipe_lines(prev)), "\n".join(recipe_lines(name)), f"recipe('{prev}')",
+                       f"recipe('{name}')")
     if not lines:
         print(f"Training settings: the same as step '{prev}' (utils.train.RECIPES).")
         return

@@ -19,10 +19,6 @@ output is max-pooled *before* BatchNorm and ReLU, which then touch a quarter of 
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
-import torch
 from torch import nn
 
 INPUT_SHAPE = (1, 28, 28)
@@ -38,57 +34,17 @@ STEPS = {
 }
 
 
-_VALUES_CHECKED = contextvars.ContextVar("values_checked", default=False)
-
-
-@contextlib.contextmanager
-def values_checked_on_load():
-    """Skip check_input's NaN/inf test inside a loop whose data was checked once when loaded.
-
-    Testing every batch for NaN costs a host sync per step on a GPU; the training loop's batches
-    are slices (and affine warps) of verified uint8 MNIST, which cannot hold a NaN."""
-    token = _VALUES_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _VALUES_CHECKED.reset(token)
-
-
-def check_input(x: torch.Tensor) -> None:
-    """Refuse anything that is not a float32 batch of 1x28x28 finite images, with a message that says why.
-
-    Other float types are refused rather than converted: the weights are float32, and torch's own
-    error for the mismatch does not say what to do. A NaN would pass through silently and, in
-    train mode, poison BatchNorm's running statistics for good."""
-    expected = "float32 tensor of shape (N, 1, 28, 28)"
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected a {expected}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"expected a {expected}, got dtype {x.dtype}; convert with x.float()")
-    if x.dtype != torch.float32:
-        raise ValueError(f"expected a {expected} (the weights are float32), got dtype {x.dtype}; "
-                         "convert with x.float()")
-    if x.ndim != 4:
-        raise ValueError(f"expected a {expected}, got {x.ndim} dimensions {tuple(x.shape)}")
-    if x.shape[1] != 1:
-        raise ValueError(f"expected 1 input channel (N, 1, 28, 28), got {x.shape[1]} channels {tuple(x.shape)}")
-    if tuple(x.shape[2:]) != (28, 28):
-        raise ValueError(f"expected 28x28 images (N, 1, 28, 28), got {x.shape[2]}x{x.shape[3]} {tuple(x.shape)}")
-    if not _VALUES_CHECKED.get() and not torch.isfinite(x).all():
-        raise ValueError("the input holds NaN or infinite values; clean the images first (normalised "
-                         "MNIST pixels lie between -0.42 and 2.82)")
-
-
 class MnistNet(nn.Module):
-    """features -> head, behind an input check. Each step only says what its two parts are."""
+    """features -> head. Each step only says what its two parts are.
+
+    A model trusts its input: a user's images are checked where they enter (``utils.predict``)."""
 
     def __init__(self, features: nn.Module, head: nn.Module):
         super().__init__()
         self.features = features
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
+    def forward(self, x):
         return self.head(self.features(x))
 
 
@@ -223,27 +179,10 @@ MODELS = {
     "final": FinalNet,
 }
 
+
 def build_model(name: str) -> MnistNet:
     """A fresh model for the teaching step ``name`` (one of :data:`MODELS`)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]()
 
-
-# Building blocks for tools/tune.py, which assembles candidate trunks from a spec string. The
-# course's steps above do not use them: there every layer is written out, so diffs stay readable.
-
-def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
-    """Convolution without padding -> [2x2 max-pool] -> [BatchNorm] -> ReLU, as in the steps above."""
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, bias=not batchnorm)]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(cout))
-    layers.append(nn.ReLU())
-    return layers
-
-
-def gap_head(channels: int = 16) -> nn.Sequential:
-    """The step-4 head for a trunk ending in ``channels`` maps: GAP, then a 1x1 convolution to 10 classes."""
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())

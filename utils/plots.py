@@ -18,8 +18,10 @@ if ("matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from . import augment  # noqa: E402
-from .cli import GOAL  # noqa: E402
+from . import (
+    GOAL,  # noqa: E402
+    augment,  # noqa: E402
+)
 from .summary import layer_table  # noqa: E402
 
 DPI = 80  # small figures keep each executed notebook well under 1 MB

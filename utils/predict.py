@@ -1,21 +1,56 @@
-"""Load a trained checkpoint and report its test accuracy and confusion matrix.
+"""What a trained run predicts: for your own images (``predict``), and on the test set with its
+confusion matrix (``evaluate_checkpoint``, the command line).
 
-    python -m utils.evaluate runs/final-seed1-20261124-120000      # a run folder
-    python -m utils.evaluate path/to/checkpoint.pt                  # or the checkpoint itself
+    python -m utils.predict runs/final-seed1-20261124-120000      # a run folder
+    python -m utils.predict path/to/checkpoint.pt                  # or the checkpoint itself
 
-MNIST is read from --data-root (default: this repository's data/), never from the path stored in
-the checkpoint, which may name another machine's folder.
+This is where images from outside the course enter a network, so this is where they are checked:
+a model itself trusts its input. MNIST is read from --data-root (default: this repository's data/),
+never from the path stored in the checkpoint, which may name another machine's folder.
 """
 from __future__ import annotations
-
-import sys
 
 import torch
 
 from . import data
-from .cli import DEVICES, Parser
-from .models import build_model
-from .train import RunError, evaluate, load_checkpoint, load_weights, one_line, resolve_device
+from .cli import Parser, one_line
+from .models import INPUT_SHAPE, build_model
+from .runs import DEVICES, RunError, load_weights, resolve_device
+from .train import evaluate, load_checkpoint
+
+
+def check_input(x) -> None:
+    """Refuse anything that is not a float32 batch of 1x28x28 finite images, with a message that says why.
+
+    Other float types are refused rather than converted: the weights are float32, and torch's own
+    error for the mismatch does not say what to do. A NaN would pass through silently and, in
+    train mode, poison BatchNorm's running statistics for good."""
+    expected = "float32 tensor of shape (N, 1, 28, 28)"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a {expected}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a {expected}, got dtype {x.dtype}; convert with x.float()")
+    if x.dtype != torch.float32:
+        raise ValueError(f"expected a {expected} (the weights are float32), got dtype {x.dtype}; "
+                         "convert with x.float()")
+    if x.ndim != 4:
+        raise ValueError(f"expected a {expected}, got {x.ndim} dimensions {tuple(x.shape)}")
+    if x.shape[1] != INPUT_SHAPE[0]:
+        raise ValueError(f"expected 1 input channel (N, 1, 28, 28), got {x.shape[1]} channels {tuple(x.shape)}")
+    if tuple(x.shape[2:]) != INPUT_SHAPE[1:]:
+        raise ValueError(f"expected 28x28 images (N, 1, 28, 28), got {x.shape[2]}x{x.shape[3]} {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("the input holds NaN or infinite values; clean the images first (normalised "
+                         "MNIST pixels lie between -0.42 and 2.82)")
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The digit ``model`` sees in each of ``images`` (normalised, (N, 1, 28, 28) float32), in eval mode."""
+    check_input(images)
+    model.eval()
+    device = next(model.parameters()).device
+    return model(images.to(device)).argmax(1)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
@@ -48,7 +83,7 @@ def evaluate_checkpoint(path, device: str = "auto", data_root=data.DEFAULT_ROOT)
     mnist = data.load_mnist(data_root)
     test_x = data.normalize(mnist.test_images).to(dev).contiguous(memory_format=torch.channels_last)
     test_y = mnist.test_labels.to(dev)
-    result = evaluate(model, test_x, test_y, state["config"].get("eval_batch_size", 2000))
+    result = evaluate(model, test_x, test_y)
     result["confusion"] = confusion_matrix(result["predictions"], test_y)
     result["model"] = state["model"]
     result["epochs"] = len(state["history"])
@@ -56,7 +91,7 @@ def evaluate_checkpoint(path, device: str = "auto", data_root=data.DEFAULT_ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m utils.evaluate", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m utils.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     parser.add_argument("--data-root", default=str(data.DEFAULT_ROOT), metavar="DIR",
@@ -73,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

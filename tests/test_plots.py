@@ -1,0 +1,120 @@
+"""utils.plots: every figure the notebooks draw, checked through what it draws."""
+from __future__ import annotations
+
+import os
+import re
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from utils import augment, plots
+from utils.models import build_model
+from utils.predict import confusion_matrix
+from utils.summary import count_parameters
+from utils.train import lr_curve, recipe, steps_per_epoch
+
+
+def pixels(ax) -> torch.Tensor:
+    """The image drawn in an Axes, as a tensor."""
+    return torch.from_numpy(np.array(ax.images[0].get_array()))
+
+
+@pytest.fixture
+def close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_plots_use_an_off_screen_backend_without_a_display():
+    if not (os.environ.get("DISPLAY") or os.environ.get("MPLBACKEND")):
+        assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_sample_grid_and_class_balance(close_figures):
+    images = torch.randint(0, 256, (12, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(12) % 10
+    fig = plots.sample_grid(images, labels, n=12, cols=4)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 12
+    assert [ax.get_title() for ax in fig.axes] == [str(int(x)) for x in labels]
+    assert torch.equal(pixels(fig.axes[5]), images[5].float())
+    fig = plots.class_balance(torch.tensor([0, 0, 1, 3]), torch.tensor([1, 1]))
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[:10] == pytest.approx([50, 25, 0, 25] + [0] * 6)
+    assert heights[10:] == pytest.approx([0, 100] + [0] * 8)
+
+
+def test_training_curves_draw_every_epoch(close_figures):
+    history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 97 + e / 10,
+                "test_accuracy": 97.5 + e / 10} for e in range(1, 6)]
+    fig = plots.training_curves(history, others={"earlier": history[:3]})
+    loss_ax, acc_ax = fig.axes
+    lines = {line.get_label(): line for line in acc_ax.lines}
+    assert list(lines["test"].get_ydata()) == [h["test_accuracy"] for h in history]
+    assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
+    assert len(lines["test, earlier"].get_ydata()) == 3
+    assert [line.get_label() for line in loss_ax.lines] == ["train", "test", "test, earlier"]
+
+
+def test_lr_schedule_plots_the_real_scheduler(close_figures):
+    cfg = recipe("final", epochs=3)
+    n = steps_per_epoch(1000, cfg.batch_size)
+    lrs = lr_curve(cfg, n)
+    line = plots.lr_schedule(lrs, n).axes[0].lines[0]
+    assert list(line.get_ydata()) == lrs and len(lrs) == 3 * n
+    assert line.get_xdata()[-1] == pytest.approx((3 * n - 1) / n)
+    assert max(lrs) == pytest.approx(cfg.lr, rel=0.02) and lrs[-1] < cfg.lr / 100
+
+
+def test_augmentation_preview_is_seeded(close_figures):
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    images[:, 8:20, 12:16] = 255
+
+    def arrays(fig):
+        return [pixels(ax) for ax in fig.axes]
+
+    a, b, c = (plots.augmentation_preview(images, draws=3, seed=s) for s in (5, 5, 6))
+    assert len(a.axes) == 2 * 4
+    assert all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(arrays(a), arrays(c), strict=True))
+    assert torch.equal(arrays(a)[0], images[0].float() / 255)  # column 0: the original
+    # the draws are exactly utils.augment.random_affine under the same seeded generator
+    gen = torch.Generator().manual_seed(5)
+    first_row = augment.random_affine((images[:1].float() / 255).unsqueeze(1).repeat(3, 1, 1, 1), generator=gen)
+    assert all(torch.allclose(arrays(a)[1 + i], first_row[i, 0]) for i in range(3))
+
+
+def test_misclassified_shows_only_the_mistakes(close_figures):
+    images = torch.rand(6, 1, 28, 28)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    preds = torch.tensor([0, 7, 2, 8, 4, 5])
+    fig = plots.misclassified(images, labels, preds, cols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["1→7", "3→8"]
+    assert "2 of the 2 misclassified" in fig.get_suptitle()
+
+
+def test_confusion_plot_shows_the_counts(close_figures):
+    m = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
+    fig = plots.confusion(m)
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["1", "1", "1"] and fig.axes[0].get_title() == "2 of 3 correct"
+
+
+@pytest.mark.parametrize("name", ["baseline", "final"])
+def test_architecture_figure_has_one_block_per_convolution_and_the_head(name, close_figures):
+    from utils.summary import layer_table
+
+    model = build_model(name)
+    fig = plots.architecture(model)
+    ax = fig.axes[0]
+    convs = [r for r in layer_table(model) if r.kind == "Conv2d" and r.name.startswith("features.")]
+    assert len(ax.patches) == len(convs) + 1
+    texts = " ".join(t.get_text() for t in ax.texts)
+    # each block's output, as worked by hand in tests/test_models.py::test_layer_table_of_the_final_model
+    assert re.findall(r"RF (\d+)", texts) == ["4", "8", "12", "16", "20", "28"]
+    assert "10x13x13" in texts and "16x5x5" in texts  # shapes come from a forward pass
+    assert f"{count_parameters(model):,} parameters" in ax.get_title()

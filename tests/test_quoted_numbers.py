@@ -1,0 +1,71 @@
+"""The number checker (tools/quoted_numbers.py): every number a notebook's Target, Result or Analysis
+quotes must be backed by that notebook's outputs or results/steps.json; fixtures it must reject."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from tools import quoted_numbers
+
+
+def fixture_notebook(analysis: str, target: str = "## Target\n\nStay under 8,000 parameters."):
+    nb = nbformat.v4.new_notebook()
+    run = nbformat.v4.new_code_cell("course.result(metrics)", execution_count=1)
+    printed = ("Parameters: 7,816\nFinal test accuracy: 99.41%\nTrain - test gap: -0.12 points\n"
+               "Goal (99.40%, <= 8,000 parameters): met\n")
+    run.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+    nb.cells = [nbformat.v4.new_markdown_cell(target), run,
+                nbformat.v4.new_markdown_cell("## Notes\n\nFree text 12.34 is not checked here."),
+                nbformat.v4.new_markdown_cell(analysis)]
+    return nb
+
+
+STEPS_FIXTURE = {"steps": [{"test_accuracy": {"mean": 99.3567, "std": 0.0712}, "params": 7816}],
+                 "seeds": [1, 2, 3, 4, 5]}
+
+
+def test_checker_accepts_numbers_backed_by_outputs_or_steps_json():
+    analysis = ("## Analysis: what changed\n\nThe final epoch reached 99.41% with 7,816 parameters, a gap of "
+                "+0.12 points; over 5 seeds the mean is 99.36 ± 0.07 (99.4 rounded). Step 4 used `99.99` "
+                "and 3x3 kernels, see [the log](runs/x_2.json), steps 1-4.")
+    assert quoted_numbers.check_notebook(fixture_notebook(analysis), STEPS_FIXTURE) == []
+
+
+@pytest.mark.parametrize("claim, wrong", [
+    ("The final epoch reached 99.42%.", "99.42"),  # off by one in the last digit
+    ("The mean over seeds is 99.35.", "99.35"),  # steps.json holds 99.3567, which reads 99.36
+    ("It used 7,817 parameters.", "7817"),
+    ("Accuracy rose by 0.37 points.", "0.37"),  # a difference no output printed
+])
+def test_checker_rejects_a_number_nothing_backs(claim, wrong):
+    problems = quoted_numbers.check_notebook(fixture_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "fx")
+    assert len(problems) == 1 and f": {wrong} is in no stored output" in problems[0]
+    assert problems[0].startswith("fx, '## Analysis'")
+
+
+def test_checker_takes_summaries_from_steps_json_but_not_curves_or_wall_times():
+    steps = {"steps": [{"params": 7816, "test_accuracy": {"mean": 99.4}, "gap": {"mean": -0.13},
+                        "runs": [{"seed": 3, "final_test_accuracy": 99.44, "final_train_accuracy": 99.31, "gap": -0.13,
+                                  "test_accuracy_curve": [98.76, 99.11], "wall_seconds": 123.45}]}]}
+    nb = fixture_notebook("## Analysis\n\nSeed 3 ended at 99.44% (train 99.31%); epoch 2 read 99.11% after 123.45 s.")
+    problems = quoted_numbers.check_notebook(nb, steps)
+    assert [p.split(": ")[1].split()[0] for p in problems] == ["2", "99.11", "123.45"]
+
+
+def test_checker_reads_target_and_result_cells_but_not_other_prose():
+    nb = fixture_notebook("## Analysis\n\nNothing measured.", target="## Target\n\nReach 99.5% in 3 epochs.")
+    problems = quoted_numbers.check_notebook(nb, None)
+    assert [p.split(": ")[1].split()[0] for p in problems] == ["99.5", "3"]
+    nb.cells[2].source = "## Result\n\nPrinted below: 55.55%."
+    assert any("55.55" in p for p in quoted_numbers.check_notebook(nb, None))
+
+
+def test_checker_command_exit_status(tmp_path, capsys):
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    nbformat.write(fixture_notebook("## Analysis\n\n99.41% at the end."), good)
+    # five decimals: no value in the repository's results/steps.json (which main() also reads) can back it
+    nbformat.write(fixture_notebook("## Analysis\n\n99.47213% at the end."), bad)
+    assert quoted_numbers.main([str(good)]) == 0
+    assert quoted_numbers.main([str(good), str(bad)]) == 1
+    assert "bad.ipynb, '## Analysis': 99.47213" in capsys.readouterr().out
+    assert quoted_numbers.main([str(tmp_path / "missing.ipynb")]) == 2
