@@ -7,24 +7,15 @@ per case); the one-line error rule is the same either way.
 import dataclasses
 import json
 import math
-import shutil
 
 import pytest
 import torch
-from helpers import copy_of_mnist, run_module, tiny_config, without_timing
+from hardening_helpers import copy_run, edited_checkpoint, one_error_line, quiet, small, snapshot, stopped_after_epoch_1
+from helpers import copy_of_mnist, run_module, without_timing
 
 from utils import cli, data, predict, runs
 from utils.models import build_model
 from utils.train import Config, epoch_seed, load_checkpoint, train, train_epoch
-
-
-def quiet(*_):
-    pass
-
-
-def small(**overrides):
-    """Two epochs on 256 images: a run of a few seconds that still writes everything a real run does."""
-    return tiny_config(**{"train_subset": 256, "epochs": 2, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -32,41 +23,6 @@ def finished(one_cpu_thread, tmp_path_factory):
     """One complete small run: (run folder, returned metrics). Tests work on copies of it."""
     out = tmp_path_factory.mktemp("hardening") / "finished"
     return out, train(small(), out, progress=False, log=quiet)
-
-
-def copy_run(finished, tmp_path, name="copy"):
-    dest = tmp_path / name
-    shutil.copytree(finished[0], dest)
-    return dest
-
-
-def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def one_error_line(capsys, main, argv, *words):
-    """``main(argv)`` ends with exit status 2 and exactly one ``error:`` line naming ``words``."""
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and ": error: " in lines[0], lines
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
-
-
-def edited_checkpoint(run_dir, **changes):
-    """Rewrite ``run_dir``'s checkpoint with some entries changed (``None`` removes one)."""
-    path = run_dir / "checkpoint.pt"
-    state = torch.load(path, weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            state.pop(key)
-        else:
-            state[key] = value
-    torch.save(state, path)
-    return path
 
 
 # 1. A bad notebook parameter must not delete the previous run.
@@ -250,17 +206,7 @@ def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path,
 # 8. --resume honours what is safe to change and refuses the rest with one line.
 def test_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
     ref_dir, ref = finished
-    run = tmp_path / "half"
-    real_save = runs.save_run
-
-    def save_then_stop(out, *args):
-        real_save(out, *args)
-        raise KeyboardInterrupt("stopped after epoch 1")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs, "save_run", save_then_stop)
-        with pytest.raises(KeyboardInterrupt):
-            train(small(), run, progress=False, log=quiet)
+    run = stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "device": "cuda"})  # as if saved on a GPU machine
     before = snapshot(run)
@@ -368,3 +314,84 @@ def test_plain_torch_load_and_torchvision_pipeline_agree(finished):
     theirs = 100.0 * correct / len(test_set)
     assert theirs == ref["final_test_accuracy"] == predict.evaluate_checkpoint(ref_dir, "cpu")["accuracy"]
     assert dataclasses.asdict(Config(**state["config"])) == state["config"]
+
+
+# Hardening v2 (issue 17); the run-folder lock, checkpoints and the tools have files of their own:
+# test_run_folder_lock.py, test_checkpoint_checks.py, test_tools_bad_input.py.
+
+# 12. overwrite replaces a run of the same step only (case 2).
+def test_overwrite_refuses_the_run_of_another_step(finished, tmp_path, capsys):
+    from tools import tune
+
+    run = copy_run(finished, tmp_path)  # a 'final' run
+    before = snapshot(run)
+    with pytest.raises(runs.RunError, match=f"{run} holds a 'final' run, and overwrite replaces only"):
+        train(small(model="batchnorm"), run, progress=False, overwrite=True, log=quiet)
+    one_error_line(capsys, tune.main, ["q10 12 16 d 16 16 d", "--epochs", "1", "--out", str(run)], "'final' run")
+    assert snapshot(run) == before
+    again = train(small(seed=2), run, progress=False, overwrite=True, log=quiet)  # its own step: replaced
+    assert json.loads((run / "metrics.json").read_text()) == again and again["seed"] == 2
+
+
+def test_overwrite_refuses_a_checkpoint_it_cannot_read(tmp_path):
+    run = tmp_path / "foreign"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"someone else's file")
+    with pytest.raises(runs.RunError, match="not a run of this course"):
+        train(small(), run, progress=False, overwrite=True, log=quiet)
+    assert (run / "checkpoint.pt").read_bytes() == b"someone else's file"
+
+
+# 13. A full disk is one line; the files stay intact and the run resumes to the same numbers (case 4).
+def test_a_full_disk_is_one_line_and_the_run_resumes(finished, tmp_path, capsys, monkeypatch):
+    from utils import fsutil
+
+    run, real_save = tmp_path / "full", torch.save
+
+    def disk_fills_in_epoch_2(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and len(obj.get("history", ())) == 2:
+            with open(f, "wb") as fh:
+                fh.write(b"PK\x03\x04 as much as fitted")
+            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 64 vs 0")
+        return real_save(obj, f, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", disk_fills_in_epoch_2)
+        patch.setattr(fsutil.shutil, "disk_usage", lambda path: shutil_usage(total=100_000, used=100_000, free=0))
+        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+                                        "--no-progress", "--out", str(run)],
+                       f"no space left on the device of {run} while saving epoch 2", f"--resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+    resumed = train(None, resume=run, progress=False, log=quiet)
+    assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
+
+
+def shutil_usage(**sizes):
+    import shutil
+
+    return shutil._ntuple_diskusage(**sizes)
+
+
+def test_a_full_tmpfs_is_one_line_and_the_run_resumes(finished, tmp_path, capsys):
+    """The real thing: a 100 kB tmpfs holds one checkpoint (80 kB) but not the next one beside it."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "M"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({r.stderr.strip()}); "
+                    "test_a_full_disk_is_one_line_and_the_run_resumes simulates the full disk instead")
+    try:
+        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+                                        "--no-progress", "--out", str(mount)], "no space left", f"--resume {mount}")
+        assert sorted(p.name for p in mount.iterdir()) == ["checkpoint.pt", "metrics.json"]
+        shutil.copytree(mount, tmp_path / "moved")
+    finally:  # lazily if a file there is still open (a failing run's traceback can hold one)
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+    resumed = train(None, resume=tmp_path / "moved", progress=False, log=quiet)
+    assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
