@@ -395,3 +395,53 @@ def test_a_full_tmpfs_is_one_line_and_the_run_resumes(finished, tmp_path, capsys
             subprocess.run(["umount", "-l", str(mount)], check=True)
     resumed = train(None, resume=tmp_path / "moved", progress=False, log=quiet)
     assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
+
+
+# 14. An empty path is not the current folder (case 14).
+def test_empty_paths_are_refused(finished, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress"]
+    one_error_line(capsys, cli.main, [*common, "--data-root", "", "--out", str(tmp_path / "r")], "--data-root")
+    one_error_line(capsys, cli.main, [*common, "--out", ""], "--out ''")
+    one_error_line(capsys, cli.main, ["--resume", ""], "no such run folder")
+    one_error_line(capsys, predict.main, [str(finished[0]), "--data-root", ""], "empty MNIST folder")
+    with pytest.raises(data.MNISTDataError, match="empty"):
+        data.load_mnist("")
+    assert list(tmp_path.iterdir()) == [], "nothing written in the working folder"
+
+
+def test_an_empty_mnist_root_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT, cli_env
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**cli_env(), "MNIST_ROOT": "", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "utils.train", "--train-subset", "256", "--epochs", "1", "--device",
+                        "cpu", "--no-progress", "--out", str(tmp_path / "run")], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "$MNIST_ROOT" in lines[0], r.stderr
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+# 15. What a repair of MNIST cut short by a kill leaves is tidied by the next repair or load (case 15).
+def test_mnist_temporaries_left_by_a_kill_are_removed(tmp_path):
+    from utils import fsutil
+
+    raw = copy_of_mnist(tmp_path / "d")
+    (raw / "train-images-idx3-ubyte").unlink()
+    stale = raw / ".train-images-idx3-ubyte.k1ll3d.tmp"
+    stale.write_bytes(bytes(1000))
+    (raw / "notes.tmp").write_text("the user's own file")
+    data.load_mnist(tmp_path / "d")
+    assert sorted(p.name for p in raw.iterdir()) == sorted([*data.FILES, "notes.tmp"])
+
+    stale.write_bytes(bytes(1000))  # every file valid now: a load tidies, unless a repair is under way
+    with fsutil.exclusive_lock(raw / data.DATA_LOCK):  # another process repairing: its file is not stale
+        data.load_mnist(tmp_path / "d")
+        assert stale.exists()
+    data.load_mnist(tmp_path / "d")
+    assert not stale.exists()
