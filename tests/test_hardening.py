@@ -445,3 +445,59 @@ def test_mnist_temporaries_left_by_a_kill_are_removed(tmp_path):
         assert stale.exists()
     data.load_mnist(tmp_path / "d")
     assert not stale.exists()
+
+
+# 16. The notebook helpers on damaged results: one line naming the file and how to write it again (case 11).
+@pytest.mark.parametrize("text", ['{"config": {"epochs": 15, "lr', "[]", '{"steps": [{}]}', '{"steps": 3}'])
+def test_seed_tables_name_a_damaged_steps_json(tmp_path, capsys, text):
+    from utils import course
+
+    path = tmp_path / "steps.json"
+    path.write_text(text)
+    course.seed_table("02_batchnorm", path)
+    course.show_steps(path)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2, lines  # one from each helper
+    for line in lines:
+        assert f"{path} is not a summary written by `python -m tools.steps`" in line and "`make steps`" in line
+
+
+@pytest.mark.parametrize("text", ['{"model": "baseline", "params": 11', "[1, 2]", '{"params": 3}', "{}"])
+def test_the_comparison_names_a_damaged_earlier_run(tmp_path, capsys, text):
+    from utils import course
+
+    (tmp_path / "01_baseline").mkdir()
+    (tmp_path / "01_baseline" / "metrics.json").write_text(text)
+    assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "01_baseline/metrics.json is not a run's metrics" in lines[0], lines
+    assert "execute 01_baseline.ipynb again" in lines[0]
+
+
+@pytest.mark.parametrize("out_dir", [5, "", "  "])
+def test_setup_refuses_an_out_dir_that_is_no_path(monkeypatch, out_dir):
+    from utils import course
+
+    monkeypatch.delenv(course.QUICK_ENV, raising=False)
+    with pytest.raises(runs.RunError, match="out_dir must be a folder path") as refused:
+        course.setup("01_baseline", out_dir=out_dir)
+    assert len(refused.value._render_traceback_()) == 1, "a notebook shows the one line, not a traceback"
+
+
+# 17. MNIST_COURSE_QUICK: the usual spellings of on and off, anything else refused (case 13).
+@pytest.mark.parametrize("value, quick", [("1", True), ("yes", True), ("true", True), ("True", True), (" 1", True),
+                                          ("on", True), ("0", False), ("false", False), ("no", False), ("", False)])
+def test_quick_mode_takes_the_usual_spellings(monkeypatch, value, quick):
+    from utils import course
+
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    assert course.setup("01_baseline").quick is quick
+
+
+@pytest.mark.parametrize("value", ["garbage", "2", "yes please"])
+def test_quick_mode_refuses_anything_else(monkeypatch, value):
+    from utils import course
+
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    with pytest.raises(runs.RunError, match=f"MNIST_COURSE_QUICK={value!r} is neither on"):
+        course.setup("01_baseline")
