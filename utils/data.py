@@ -218,8 +218,8 @@ def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) 
     refuses (``OSError``) is a :class:`MNISTDataError` too.
     """
     if not str(root).strip():
-        raise MNISTDataError("an empty MNIST folder ('') would mean the current folder; pass --data-root a folder, "
-                             "or unset MNIST_ROOT for this repository's data/")
+        raise MNISTDataError("an empty MNIST folder ('') would mean the current folder; name a folder (--data-root, "
+                             "or --root of python -m utils.data), or unset MNIST_ROOT for this repository's data/")
     try:
         return _ensure_mnist(root, verbose)
     except OSError as exc:
