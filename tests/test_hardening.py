@@ -7,24 +7,15 @@ per case); the one-line error rule is the same either way.
 import dataclasses
 import json
 import math
-import shutil
 
 import pytest
 import torch
-from helpers import copy_of_mnist, run_module, tiny_config, without_timing
+from hardening_helpers import copy_run, edited_checkpoint, one_error_line, quiet, small, snapshot, stopped_after_epoch_1
+from helpers import copy_of_mnist, run_module, without_timing
 
 from utils import cli, data, predict, runs
 from utils.models import build_model
 from utils.train import Config, epoch_seed, load_checkpoint, train, train_epoch
-
-
-def quiet(*_):
-    pass
-
-
-def small(**overrides):
-    """Two epochs on 256 images: a run of a few seconds that still writes everything a real run does."""
-    return tiny_config(**{"train_subset": 256, "epochs": 2, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -32,41 +23,6 @@ def finished(one_cpu_thread, tmp_path_factory):
     """One complete small run: (run folder, returned metrics). Tests work on copies of it."""
     out = tmp_path_factory.mktemp("hardening") / "finished"
     return out, train(small(), out, progress=False, log=quiet)
-
-
-def copy_run(finished, tmp_path, name="copy"):
-    dest = tmp_path / name
-    shutil.copytree(finished[0], dest)
-    return dest
-
-
-def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def one_error_line(capsys, main, argv, *words):
-    """``main(argv)`` ends with exit status 2 and exactly one ``error:`` line naming ``words``."""
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and ": error: " in lines[0], lines
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
-
-
-def edited_checkpoint(run_dir, **changes):
-    """Rewrite ``run_dir``'s checkpoint with some entries changed (``None`` removes one)."""
-    path = run_dir / "checkpoint.pt"
-    state = torch.load(path, weights_only=True)
-    for key, value in changes.items():
-        if value is None:
-            state.pop(key)
-        else:
-            state[key] = value
-    torch.save(state, path)
-    return path
 
 
 # 1. A bad notebook parameter must not delete the previous run.
@@ -250,17 +206,7 @@ def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path,
 # 8. --resume honours what is safe to change and refuses the rest with one line.
 def test_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
     ref_dir, ref = finished
-    run = tmp_path / "half"
-    real_save = runs.save_run
-
-    def save_then_stop(out, *args):
-        real_save(out, *args)
-        raise KeyboardInterrupt("stopped after epoch 1")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs, "save_run", save_then_stop)
-        with pytest.raises(KeyboardInterrupt):
-            train(small(), run, progress=False, log=quiet)
+    run = stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "device": "cuda"})  # as if saved on a GPU machine
     before = snapshot(run)
@@ -368,3 +314,190 @@ def test_plain_torch_load_and_torchvision_pipeline_agree(finished):
     theirs = 100.0 * correct / len(test_set)
     assert theirs == ref["final_test_accuracy"] == predict.evaluate_checkpoint(ref_dir, "cpu")["accuracy"]
     assert dataclasses.asdict(Config(**state["config"])) == state["config"]
+
+
+# Hardening v2 (issue 17); the run-folder lock, checkpoints and the tools have files of their own:
+# test_run_folder_lock.py, test_checkpoint_checks.py, test_tools_bad_input.py.
+
+# 12. overwrite replaces a run of the same step only (case 2).
+def test_overwrite_refuses_the_run_of_another_step(finished, tmp_path, capsys):
+    from tools import tune
+
+    run = copy_run(finished, tmp_path)  # a 'final' run
+    before = snapshot(run)
+    with pytest.raises(runs.RunError, match=f"{run} holds a 'final' run, and overwrite replaces only"):
+        train(small(model="batchnorm"), run, progress=False, overwrite=True, log=quiet)
+    one_error_line(capsys, tune.main, ["q10 12 16 d 16 16 d", "--epochs", "1", "--out", str(run)], "'final' run")
+    assert snapshot(run) == before
+    again = train(small(seed=2), run, progress=False, overwrite=True, log=quiet)  # its own step: replaced
+    assert json.loads((run / "metrics.json").read_text()) == again and again["seed"] == 2
+
+
+def test_overwrite_refuses_a_checkpoint_it_cannot_read(tmp_path):
+    run = tmp_path / "foreign"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"someone else's file")
+    with pytest.raises(runs.RunError, match="not a run of this course"):
+        train(small(), run, progress=False, overwrite=True, log=quiet)
+    assert (run / "checkpoint.pt").read_bytes() == b"someone else's file"
+
+
+# 13. A full disk is one line; the files stay intact and the run resumes to the same numbers (case 4).
+def test_a_full_disk_is_one_line_and_the_run_resumes(finished, tmp_path, capsys, monkeypatch):
+    from utils import fsutil
+
+    run, real_save = tmp_path / "full", torch.save
+
+    def disk_fills_in_epoch_2(obj, f, *args, **kwargs):
+        """torch.save on a full device: it writes what fits, then fails with a message that names no disk."""
+        if len(obj.get("history", ())) < 2:
+            return real_save(obj, f, *args, **kwargs)
+        f.write_bytes(b"PK\x03\x04 as much as fitted")
+        raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 64 vs 0")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", disk_fills_in_epoch_2)
+        patch.setattr(fsutil.shutil, "disk_usage", lambda path: shutil_usage(total=100_000, used=100_000, free=0))
+        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+                                        "--no-progress", "--out", str(run)],
+                       f"no space left on the device of {run} while saving epoch 2", f"--resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+    resumed = train(None, resume=run, progress=False, log=quiet)
+    assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
+
+
+def shutil_usage(**sizes):
+    import shutil
+
+    return shutil._ntuple_diskusage(**sizes)
+
+
+def test_a_full_tmpfs_is_one_line_and_the_run_resumes(finished, tmp_path, capsys):
+    """The real thing: a 100 kB tmpfs holds one checkpoint (80 kB) but not the next one beside it."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "M"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({r.stderr.strip()}); "
+                    "test_a_full_disk_is_one_line_and_the_run_resumes simulates the full disk instead")
+    try:
+        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+                                        "--no-progress", "--out", str(mount)], "no space left", f"--resume {mount}")
+        assert sorted(p.name for p in mount.iterdir()) == ["checkpoint.pt", "metrics.json"]
+        shutil.copytree(mount, tmp_path / "moved")
+    finally:  # lazily if a file there is still open (a failing run's traceback can hold one)
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+    resumed = train(None, resume=tmp_path / "moved", progress=False, log=quiet)
+    assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
+
+
+# 14. An empty path is not the current folder (case 14).
+def test_empty_paths_are_refused(finished, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress"]
+    one_error_line(capsys, cli.main, [*common, "--data-root", "", "--out", str(tmp_path / "r")], "--data-root")
+    one_error_line(capsys, cli.main, [*common, "--out", ""], "--out ''")
+    one_error_line(capsys, cli.main, ["--resume", ""], "no such run folder")
+    one_error_line(capsys, predict.main, [str(finished[0]), "--data-root", ""], "empty MNIST folder")
+    with pytest.raises(data.MNISTDataError, match="empty"):
+        data.load_mnist("")
+    assert list(tmp_path.iterdir()) == [], "nothing written in the working folder"
+
+
+def test_an_empty_mnist_root_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT, cli_env
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**cli_env(), "MNIST_ROOT": "", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "utils.train", "--train-subset", "256", "--epochs", "1", "--device",
+                        "cpu", "--no-progress", "--out", str(tmp_path / "run")], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "$MNIST_ROOT" in lines[0], r.stderr
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+# 15. What a repair of MNIST cut short by a kill leaves is tidied by the next repair or load (case 15).
+def test_mnist_temporaries_left_by_a_kill_are_removed(tmp_path):
+    from utils import fsutil
+
+    raw = copy_of_mnist(tmp_path / "d")
+    (raw / "train-images-idx3-ubyte").unlink()
+    stale = raw / ".train-images-idx3-ubyte.k1ll3d.tmp"
+    stale.write_bytes(bytes(1000))
+    (raw / "notes.tmp").write_text("the user's own file")
+    data.load_mnist(tmp_path / "d")
+    assert sorted(p.name for p in raw.iterdir()) == sorted([*data.FILES, "notes.tmp"])
+
+    stale.write_bytes(bytes(1000))  # every file valid now: a load tidies, unless a repair is under way
+    with fsutil.exclusive_lock(raw / data.DATA_LOCK):  # another process repairing: its file is not stale
+        data.load_mnist(tmp_path / "d")
+        assert stale.exists()
+    data.load_mnist(tmp_path / "d")
+    assert not stale.exists()
+
+
+# 16. The notebook helpers on damaged results: one line naming the file and how to write it again (case 11).
+@pytest.mark.parametrize("text", ['{"config": {"epochs": 15, "lr', "[]", '{"steps": [{}]}', '{"steps": 3}'])
+def test_seed_tables_name_a_damaged_steps_json(tmp_path, capsys, text):
+    from utils import course
+
+    path = tmp_path / "steps.json"
+    path.write_text(text)
+    course.seed_table("02_batchnorm", path)
+    course.show_steps(path)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2, lines  # one from each helper
+    for line in lines:
+        assert f"{path} is not a summary written by `python -m tools.steps`" in line and "`make steps`" in line
+
+
+@pytest.mark.parametrize("text", ['{"model": "baseline", "params": 11', "[1, 2]", '{"params": 3}', "{}"])
+def test_the_comparison_names_a_damaged_earlier_run(tmp_path, capsys, text):
+    from utils import course
+
+    (tmp_path / "01_baseline").mkdir()
+    (tmp_path / "01_baseline" / "metrics.json").write_text(text)
+    assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "01_baseline/metrics.json is not a run's metrics" in lines[0], lines
+    assert "execute 01_baseline.ipynb again" in lines[0]
+
+
+@pytest.mark.parametrize("out_dir", [5, "", "  "])
+def test_setup_refuses_an_out_dir_that_is_no_path(monkeypatch, out_dir):
+    from utils import course
+
+    monkeypatch.delenv(course.QUICK_ENV, raising=False)
+    with pytest.raises(runs.RunError, match="out_dir must be a folder path") as refused:
+        course.setup("01_baseline", out_dir=out_dir)
+    assert len(refused.value._render_traceback_()) == 1, "a notebook shows the one line, not a traceback"
+
+
+# 17. MNIST_COURSE_QUICK: the usual spellings of on and off, anything else refused (case 13).
+@pytest.mark.parametrize("value, quick", [("1", True), ("yes", True), ("true", True), ("True", True), (" 1", True),
+                                          ("on", True), ("0", False), ("false", False), ("no", False), ("", False)])
+def test_quick_mode_takes_the_usual_spellings(monkeypatch, value, quick):
+    from utils import course
+
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    assert course.setup("01_baseline").quick is quick
+
+
+@pytest.mark.parametrize("value", ["garbage", "2", "yes please"])
+def test_quick_mode_refuses_anything_else(monkeypatch, value):
+    from utils import course
+
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    with pytest.raises(runs.RunError, match=f"MNIST_COURSE_QUICK={value!r} is neither on"):
+        course.setup("01_baseline")

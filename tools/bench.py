@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from utils import GOAL, data, runs, train
-from utils.cli import Parser, non_negative_int, positive_int
+from utils.cli import Parser, non_negative_int, output_file, positive_int
 from utils.fsutil import atomic_write_json
 from utils.models import build_model
 from utils.runs import DEVICES
@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, data.MNISTDataError) as exc:
         p.error(str(exc).replace("\n", " "))
     stamp, workers = datetime.datetime.now(), list(dict.fromkeys(args.workers))
+    name = f"{device.type}-{stamp:%Y%m%d-%H%M}{'-full' * args.full}.json"  # two hosts on one day: a file each
+    path = RESULTS_DIR / name if args.record else Path(args.json or RUNS / f"bench-{device.type}.json")
+    output_file(p, str(path) if args.record or args.json is None else args.json,  # before minutes of measuring
+                "--record" if args.record else "--json")
     cfg = train.recipe("final", device=device.type, train_subset=args.images)
     print(f"{args.images:,} images per measurement, median of {args.repeats}, {runs.device_name(device)}")
     dataset, dd = usual_dataset(), train.load_device_data(cfg, device)
@@ -232,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.full:
         out = Path(args.full_out or RUNS / f"full-{device.type}-{stamp:%Y%m%d-%H%M%S}")
         res["full"] = full_run(device.type, out, shlex.split(args.train_args))
-    name = f"{device.type}-{stamp:%Y%m%d-%H%M}{'-full' * args.full}.json"  # two hosts on one day: a file each
-    path = RESULTS_DIR / name if args.record else Path(args.json or RUNS / f"bench-{device.type}.json")
     atomic_write_json(path, res)
     print(f"written {path}")
     return 0

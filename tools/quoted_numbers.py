@@ -118,16 +118,52 @@ def check_notebook(nb, steps: dict | None, name: str = "notebook") -> list[str]:
     return problems
 
 
+PROG = "python -m tools.quoted_numbers"
+DAMAGED = (ValueError, KeyError, TypeError, AttributeError, IndexError)  # what a damaged file makes the reading raise
+
+
+def reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def read_notebook(path: Path):
+    """The notebook at ``path``, validated as nbformat 4; a file cut short, not JSON, or not a notebook
+    raises ValueError saying which."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        checked_cells(nb), output_text(nb)  # the parts this checker reads
+    except (OSError, *DAMAGED, nbformat.ValidationError) as exc:
+        raise ValueError(f"{path} is not a readable notebook ({reason(exc)}); restore it from git or save it "
+                         "again from JupyterLab") from exc
+    return nb
+
+
+def read_steps() -> dict | None:
+    if not STEPS_JSON.is_file():
+        return None
+    try:
+        steps = json.loads(STEPS_JSON.read_text())
+        summary_numbers(steps)
+    except (OSError, *DAMAGED) as exc:
+        raise ValueError(f"{STEPS_JSON} is not what `python -m tools.steps` writes ({reason(exc)}); write it "
+                         "again with `make steps`, or restore it from git") from exc
+    return steps
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     paths = [Path(p) for p in args] or sorted((ROOT / "notebooks").glob("0*.ipynb"))
-    steps = json.loads(STEPS_JSON.read_text()) if STEPS_JSON.is_file() else None
     problems = []
-    for path in paths:
-        if not path.is_file():
-            print(f"python -m tools.quoted_numbers: error: no notebook at {path}", file=sys.stderr)
-            return 2
-        problems += check_notebook(nbformat.read(path, as_version=4), steps, path.name)
+    try:
+        steps = read_steps()
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"no notebook at {path}")
+            problems += check_notebook(read_notebook(path), steps, path.name)
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     for line in problems:
         print(line)
     print(f"{len(problems)} unbacked number(s) in {len(paths)} notebook(s)")

@@ -10,21 +10,23 @@ results/bench/*.json, ``architecture`` from the model itself. The figures: the f
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
 from pathlib import Path
 
 from utils.cli import Parser
-from utils.course import STEPS_JSON
+from utils.course import STEPS_JSON, UNREADABLE
 from utils.fsutil import atomic_write
-from utils.runs import REPO_ROOT
+from utils.runs import REPO_ROOT, shown_path
 from utils.train import stored_settings
 
 from .seeds import CUDA_SUMMARY
 from .seeds import SUMMARY as SEEDS
 
 README = REPO_ROOT / "README.md"
+BENCH = REPO_ROOT / "results" / "bench"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
 CHANGES = {  # notebook stem -> what its step changes, for the README table
@@ -36,11 +38,36 @@ CHANGES = {  # notebook stem -> what its step changes, for the README table
 }
 
 
-def steps_block(path: Path = STEPS_JSON) -> str:
+class StoredResultError(Exception):
+    """A stored result is damaged or not what its writer writes; the message names it and how to write it again."""
+
+
+@contextlib.contextmanager
+def reading(path: Path, remedy: str):
+    """Turn what a damaged ``path`` makes the code below raise into one StoredResultError naming it."""
+    try:
+        yield
+    except UNREADABLE as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise StoredResultError(f"{shown_path(path)} is not what `{remedy}` writes ({reason}); write it again with "
+                                f"`{remedy}`, or restore it from git") from exc
+
+
+def read_json(path: Path, remedy: str):
+    with reading(path, remedy):
+        return json.loads(path.read_text())
+
+
+def steps_block(path: Path | None = None) -> str:
     """The step table over seeds, from results/steps.json (python -m tools.steps), and its figure."""
+    path = STEPS_JSON if path is None else path
     if not path.exists():
         return "_Not measured yet: run `make steps`._"
-    summary = json.loads(path.read_text())
+    with reading(path, "make steps"):
+        return steps_table(read_json(path, "make steps"))
+
+
+def steps_table(summary: dict) -> str:
     cfg = stored_settings(summary["config"])
     rows = ["| step | notebook | change | parameters | final test acc. mean ± std | min–max | "
             "train − test gap mean ± std | gap min–max |",
@@ -70,22 +97,30 @@ def seeds_block() -> str:
         return "_Not measured yet: run `make seeds`._"
     from .seeds import markdown_table
 
-    summary = json.loads(SEEDS.read_text())
-    block = (markdown_table(summary) + "\n\n"
-             f"![Loss and accuracy per epoch of the {len(summary['runs'])} seeds](results/figures/seeds_curves.png)")
+    with reading(SEEDS, "make seeds"):
+        summary = read_json(SEEDS, "make seeds")
+        figure = f"![Loss and accuracy per epoch of the {len(summary['runs'])} seeds](results/figures/seeds_curves.png)"
+        block = markdown_table(summary) + "\n\n" + figure
     if CUDA_SUMMARY.exists():
-        block += ("\n\nThe same recipe and seeds on a GPU (results/seeds-cuda.json):\n\n"
-                  + markdown_table(json.loads(CUDA_SUMMARY.read_text())))
+        remedy = "python -m tools.seeds --device cuda"
+        with reading(CUDA_SUMMARY, remedy):
+            block += ("\n\nThe same recipe and seeds on a GPU (results/seeds-cuda.json):\n\n"
+                      + markdown_table(read_json(CUDA_SUMMARY, remedy)))
     return block
 
 
 def speed_block() -> str:
-    files = sorted((REPO_ROOT / "results" / "bench").glob("*.json"))
+    files = sorted(BENCH.glob("*.json"))
     if not files:
         return "_Not measured yet: run `make bench`._"
     from .bench import speed_markdown
 
-    return speed_markdown([json.loads(f.read_text()) for f in files])
+    results = []
+    for f in files:
+        with reading(f, "make bench"):
+            results.append(read_json(f, "make bench"))
+            speed_markdown(results[-1:])  # each file on its own first, so that a damaged one is named
+    return speed_markdown(results)
 
 
 def architecture_block() -> str:
@@ -104,15 +139,20 @@ def figures() -> dict:
     from utils.models import build_model
 
     def seeds_curves():
-        runs = json.loads(SEEDS.read_text())["runs"]
-        first, rest = runs[0], runs[1:]
-        title = f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)"
-        return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
-                                     title=title)
+        with reading(SEEDS, "make seeds"):
+            runs = read_json(SEEDS, "make seeds")["runs"]
+            first, rest = runs[0], runs[1:]
+            title = f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)"
+            return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
+                                         title=title)
+
+    def steps_figure():
+        with reading(STEPS_JSON, "make steps"):
+            return plots.step_accuracy(read_json(STEPS_JSON, "make steps"))
 
     out = {"architecture.png": lambda: plots.architecture(build_model("final"))}
     if STEPS_JSON.exists():
-        out["steps.png"] = lambda: plots.step_accuracy(json.loads(STEPS_JSON.read_text()))
+        out["steps.png"] = steps_figure
     if SEEDS.exists():
         out["seeds_curves.png"] = seeds_curves
     return out
@@ -136,13 +176,13 @@ def stale_figures(folder: Path = FIGURES) -> list[str]:
     return stale
 
 
-def write_figures(folder: Path = FIGURES) -> None:
+def write_figures(folder: Path = FIGURES, drawn: dict | None = None) -> None:
+    """Save every figure (``drawn``: figures already drawn, by name) into ``folder``."""
     import matplotlib.pyplot as plt
 
     from utils import plots
 
-    for name, draw in figures().items():
-        fig = draw()
+    for name, fig in (drawn or {name: draw() for name, draw in figures().items()}).items():
         plots.save(fig, folder / name, dpi=FIGURE_DPI)
         plt.close(fig)
 
@@ -163,16 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = parser.parse_args(argv)
     old = README.read_text()
-    new = render(old)
+    try:
+        new = render(old)
+        if args.check:
+            stale = (["README.md"] if new != old else []) + [f"results/figures/{n}" for n in stale_figures()]
+        else:  # every figure drawn before the README or any figure is written
+            drawn = {name: draw() for name, draw in figures().items()}
+    except StoredResultError as exc:
+        parser.error(str(exc))
     if args.check:
-        stale = (["README.md"] if new != old else []) + [f"results/figures/{n}" for n in stale_figures()]
         if stale:
             print(f"out of date: {', '.join(stale)}; run `python -m tools.report`", file=sys.stderr)
             return 1
         print("README.md and its figures are up to date")
         return 0
     atomic_write(README, lambda tmp: tmp.write_text(new))
-    write_figures()
+    write_figures(drawn=drawn)
     print(("README.md regenerated" if new != old else "README.md already up to date")
           + f"; figures written to {FIGURES.relative_to(REPO_ROOT)}/")
     return 0

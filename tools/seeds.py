@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tools.steps import RUNS, run_one, threads_prefix
 from utils import GOAL
-from utils.cli import Parser
+from utils.cli import Parser, distinct, output_file, seed_int
 from utils.course import spread
 from utils.fsutil import atomic_write_json
 from utils.runs import DEVICES, REPO_ROOT, RunError, versions
@@ -77,7 +77,7 @@ def markdown_table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.seeds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)), metavar="N",
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=list(range(1, 11)), metavar="N",
                         help="default: 1 to 10")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
     parser.add_argument("--runs-dir", default=None, metavar="DIR",
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs_dir, summary_path = default_paths(args.device)
     runs_dir, summary_path = Path(args.runs_dir or runs_dir), Path(args.summary or summary_path)
+    distinct(parser, args.seeds, "--seeds")
+    output_file(parser, args.summary if args.summary is not None else summary_path, "--summary")
     runs = []
     try:
         for seed in args.seeds:

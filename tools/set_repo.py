@@ -6,8 +6,8 @@ everywhere it is copied for readers who never run make:
   ``colab.research.google.com/github/SLUG`` link whose SLUG is one of the course's current slugs);
 * each notebook: its ``REPO = "SLUG"`` line (the bootstrap reads it on Colab to clone the course) and the
   Colab badge in its markdown.
-Everything is read and checked first; then only the files that change are replaced, each atomically.
-Other links to GitHub (another project's) are left alone.
+Everything is read and checked first; then the files that change are replaced all together or not at all
+(``utils.fsutil.atomic_write_all``). Other links to GitHub (another project's) are left alone.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from utils.fsutil import atomic_write_bytes
+from utils.fsutil import atomic_write_all
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -40,6 +40,9 @@ def check_slug(slug: str) -> str:
     if not SLUG.match(slug):
         raise RepoError(f"{slug!r} is not a GitHub OWNER/NAME: letters, digits and '-' for the owner, "
                         "letters, digits, '.', '_' and '-' for the name, e.g. alice/mnist-8k")
+    if slug.split("/")[1] in (".", ".."):
+        raise RepoError(f"{slug!r}: GitHub does not allow a repository named '.' or '..'; give its real name, "
+                        "e.g. alice/mnist-8k")
     return slug
 
 
@@ -121,10 +124,15 @@ def main(argv=None) -> int:
     try:
         changes = plan(args.root, check_slug(args.slug))
     except RepoError as e:
-        print(f"set_repo: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    for path, data in changes.items():
-        atomic_write_bytes(path, data)
+    try:
+        atomic_write_all(changes)
+    except OSError as e:
+        print(f"{parser.prog}: error: {e.filename or ''}: cannot be written ({e.strerror or e}); nothing was "
+              "changed: make every file writable, then run this again", file=sys.stderr)
+        return 2
+    for path in changes:
         print(f"rewrote {path.relative_to(args.root)}")
     print(f"repository: {args.slug} ({len(changes)} file(s) changed)")
     return 0

@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from utils.cli import Parser, non_negative_int, positive_int
+from utils.cli import Parser, distinct, non_negative_int, output_file, positive_int, seed_int
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
@@ -109,7 +109,7 @@ def summarize(results: dict[str, list[dict]], seeds: list[int], command: str) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.steps", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS),
                         help="notebook stems to run (default: all five)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's (utils.train.Config)")
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", default=str(SUMMARY))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    distinct(parser, args.seeds, "--seeds")
+    output_file(parser, args.summary, "--summary")  # now, not after hours of training
     progress = not args.no_progress and sys.stderr.isatty()
     results: dict[str, list[dict]] = {}
     try:

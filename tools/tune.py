@@ -22,15 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from utils.cli import Parser, non_negative_int, positive_float, positive_int
+from utils.cli import Parser, argument_type, fraction, non_negative_float, positive_float, positive_int, seed_int
+from utils.data import MNISTDataError
 from utils.models import DROPOUT, MnistNet
 from utils.runs import REPO_ROOT
 from utils.train import Config, train
+
+validation_size = argument_type(int, "a positive integer", "at least 1: a candidate is judged on the validation "
+                                "split (10000 is the usual)", lambda v: v > 0)
 
 
 def conv_block(cin: int, cout: int, *, batchnorm: bool, kernel: int = 3, pool: bool = False) -> list[nn.Module]:
@@ -50,6 +53,14 @@ def gap_head(channels: int = 16) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())
 
 
+def width(token: str, digits: str, spec: str) -> int:
+    """The channel count a convolution token asks for: a whole number of at least 1."""
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"token {token!r} in {spec!r} needs a channel count of at least 1, e.g. 'q10', '16', "
+                         "'1x8'; see `python -m tools.tune --help`")
+    return int(digits)
+
+
 def build(spec: str, dropout: float = DROPOUT) -> MnistNet:
     """The candidate network for ``spec`` (see the module docstring), with the final model's GAP head."""
     layers: list[nn.Module] = []
@@ -60,20 +71,34 @@ def build(spec: str, dropout: float = DROPOUT) -> MnistNet:
         elif token == "d":
             layers.append(nn.Dropout(dropout))
         elif token.startswith("1x"):
-            out = int(token[2:])
+            out = width(token, token[2:], spec)
             layers += conv_block(channels, out, batchnorm=True, kernel=1)
             channels = out
         elif token.startswith("q"):
-            out = int(token[1:])
+            out = width(token, token[1:], spec)
             layers += conv_block(channels, out, batchnorm=True, pool=True)
             channels = out
         elif token.isdigit():
-            out = int(token)
+            out = width(token, token, spec)
             layers += conv_block(channels, out, batchnorm=True)
             channels = out
         else:
             raise ValueError(f"unknown token {token!r} in {spec!r}; see `python -m tools.tune --help`")
     return MnistNet(nn.Sequential(*layers), gap_head(channels))
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a candidate that cannot train: no layers, a bad token, or a trunk that shrinks the 28x28
+    image to nothing (tried on a blank batch)."""
+    if not spec.split():
+        raise ValueError("an empty candidate has no layers; give a trunk such as \"q10 12 16 d 16 16 d\"")
+    model = build(spec).eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 1, 28, 28))
+    except RuntimeError:
+        raise ValueError(f"{spec!r} shrinks the 28x28 image to nothing before the head; use fewer "
+                         "convolutions or pools") from None
 
 
 def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 10) -> dict[str, float]:
@@ -110,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("spec", nargs="+", help='candidate trunk, e.g. "q10 12 16 d 16 16 d" (several with --time)')
     parser.add_argument("--time", action="store_true", help="only time a training step of each candidate")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dropout", type=float, default=0.05)
+    parser.add_argument("--seed", type=seed_int, default=1)
+    parser.add_argument("--dropout", type=fraction, default=0.05)
     parser.add_argument("--lr", type=positive_float, default=Config.lr)
     parser.add_argument("--batch-size", type=positive_int, default=Config.batch_size)
-    parser.add_argument("--weight-decay", type=float, default=Config.weight_decay)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=Config.weight_decay)
     parser.add_argument("--epochs", type=positive_int, default=Config.epochs)
-    parser.add_argument("--holdout", type=non_negative_int, default=10_000)
+    parser.add_argument("--holdout", type=validation_size, default=10_000)
     parser.add_argument("--recalibrate-bn", action=argparse.BooleanOptionalAction, default=Config.recalibrate_bn)
     parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/tune/<spec>-<settings>)")
@@ -125,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         for spec in args.spec:
-            build(spec)
+            check_spec(spec)
     except ValueError as exc:
         parser.error(str(exc))
     if args.time:
@@ -143,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                    recalibrate_bn=args.recalibrate_bn)
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / "tune" / name
-    metrics = train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
-                      log=lambda *_: None)
+    out = args.out if args.out is not None else REPO_ROOT / "runs" / "tune" / name
+    try:  # overwrite: a rerun of a candidate replaces its run, never another step's (utils.runs.check_vacant)
+        metrics = train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
+                        log=lambda *_: None)
+    except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+        parser.error(" ".join(str(exc).split()))
     last = metrics["history"][-1]
     row = {"spec": args.spec, "seed": args.seed, "dropout": args.dropout, "lr": args.lr,
            "batch_size": args.batch_size, "weight_decay": args.weight_decay, "params": metrics["params"],

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from . import GOAL
+from . import GOAL, runs
 from .data import MNISTDataError
+from .fsutil import ensure_writable_file
 from .settings import SEED_LIMIT, flag
 from .train import RECIPES, Config, load_checkpoint, recipe, train
 
@@ -47,6 +51,25 @@ positive_int = argument_type(int, "a positive integer", "a positive integer", la
 non_negative_int = argument_type(int, "an integer >= 0", ">= 0", lambda v: v >= 0)
 seed_int = argument_type(int, "an integer from 0 to 2**63 - 1", "an integer from 0 to 2**63 - 1",
                          lambda v: 0 <= v < SEED_LIMIT)
+fraction = argument_type(float, "a number from 0 up to 1", "a number from 0 up to (not including) 1",
+                         lambda v: 0 <= v < 1)
+
+
+def distinct(parser: argparse.ArgumentParser, values: list, flag: str) -> list:
+    """``values`` when none repeats; else the parser's one-line error (a seed counted twice skews a mean)."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        parser.error(f"{flag} names {', '.join(map(str, repeated))} more than once; give each once")
+    return values
+
+
+def output_file(parser: argparse.ArgumentParser, path: str, flag: str) -> Path:
+    """``path``, proven writable before the work whose result it will hold; else the parser's one-line error."""
+    try:
+        return ensure_writable_file(path)
+    except OSError as exc:
+        parser.error(f"{flag} {path or repr(path)}: cannot write a file there ({exc.strerror or exc}); "
+                     "choose a file in a folder you can write to")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,16 +124,48 @@ def config_from_args(args):
     return recipe(given.pop("model", "final"), **given)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (``kill``, a job scheduler's stop) raises KeyboardInterrupt, as Ctrl-C does, so that both end
+    the same way: temporary files removed, the lock released, one line on how to continue."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m utils.train``: train, print every epoch, then the final result and the run folder."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with sigterm_as_interrupt():
+        try:
+            return run(parser, args)
+        except KeyboardInterrupt as exc:  # utils.runs.Interrupted once the run holds its folder
+            folder = args.resume or args.out
+            said = str(exc) if isinstance(exc, runs.Interrupted) else "interrupted before the first epoch began; " + (
+                f"{folder} is as it was" if folder else "nothing was written")
+            print(f"{parser.prog}: {said}", file=sys.stderr)
+            return 130
+
+
+def run(parser, args) -> int:
     try:
+        if args.out is not None and not args.out.strip():
+            parser.error("--out '' names no folder; give a run folder, or leave --out out for the default")
         if args.resume is None:
             cfg = config_from_args(args)
         else:
-            if not Path(args.resume).is_dir():
-                parser.error(f"--resume {args.resume}: no such run folder")
+            if not args.resume.strip() or not Path(args.resume).is_dir():
+                parser.error(f"--resume {args.resume or repr(args.resume)}: no such run folder")
             if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
                 parser.error(f"--resume continues {args.resume} in place; drop --out {args.out}")
             given = settings_given(args)  # typed settings are checked against the saved run by train()

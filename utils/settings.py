@@ -14,6 +14,10 @@ SEED_LIMIT = 2**63  # seeds run from 0 to 2**63 - 1: what torch's generators tak
 class RunError(ValueError):
     """A run cannot start as asked; the message says what to do instead."""
 
+    def _render_traceback_(self) -> list[str]:
+        """In a notebook (IPython asks for this), the one line of the message instead of a traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 def setting(default, why: str, check: str, **rule):
     """A field: its default, the one line that says why (``--help`` and the notebooks show it), and the
@@ -40,7 +44,8 @@ CHECKS = {  # check -> (test of a value against the field's rule, what the refus
     "switch": (lambda v, r: isinstance(v, bool), "True or False"),
     "seed": (lambda v, r: whole(v) and 0 <= v < SEED_LIMIT, "an integer from 0 to 2**63 - 1"),
     "choice": (lambda v, r: v in r["choices"], "one of: {choices}"),
-    "path": (lambda v, r: isinstance(v, str), "a folder path"),
+    "path": (lambda v, r: isinstance(v, str) and v.strip() != "", "a folder path (an empty one would mean the "
+             "current folder)"),
 }
 
 

@@ -52,7 +52,8 @@ class Config:
     train_subset: int = setting(0, "train on the first N images only (0: all); for quick runs", "size", run=True)
     holdout: int = setting(0, "hold out the last N training images as a validation set, for tuning (never tune "
                            "on test)", "size", run=True)
-    data_root: str = setting(str(DEFAULT_ROOT), "where MNIST is kept", "path", run=True)
+    data_root: str = setting(str(DEFAULT_ROOT), "where MNIST is kept", "path", run=True,
+                             hint="default: $MNIST_ROOT, else data/; set neither to ''")
 
 
 # Every step trains with the final recipe. Steps 1-4 only switch augmentation off, so each step differs
@@ -236,49 +237,47 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
     arch = runs.architecture_id(model)
     history, wall_before = [], 0.0
     if saved is not None:
-        if saved["architecture"] != arch:
-            raise RunError(f"--resume {out} was trained with another '{cfg.model}' network than utils/models.py "
-                           "defines now; start a new run instead")
-        runs.load_weights(model, saved, out)
+        runs.load_weights(model, saved, out, arch)  # the same network, or a RunError
         history, wall_before = saved["history"], saved["wall_seconds"]
         if len(history) >= cfg.epochs:
             return runs.reopen_complete(saved, out, log)
-    data = load_device_data(cfg, device)  # a data problem stops the run before the folder is touched
-    runs.claim_folder(out, saved, overwrite)  # and a folder problem before an epoch of training
+    data = load_device_data(cfg, device)  # a data problem stops the run before the folder is touched,
     n_steps = steps_per_epoch(data.train_x.shape[0], cfg.batch_size)
     opt, sched = make_optimizer(cfg, model, n_steps)
     if saved is not None:
-        runs.load_training_state(saved, opt, sched, out)
-        log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
+        runs.load_training_state(saved, opt, sched, out)  # and so does a saved state that does not fit
     params = count_parameters(model)
-    log(f"model {cfg.model}: {params:,} parameters | device {runs.device_name(device)} | "
-        f"run folder {runs.shown_path(out)}")
-    bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(history))
-    metrics = {}
-    try:
-        for epoch in range(len(history) + 1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]  # at the epoch's first step
-            train_loss, train_acc = train_epoch(model, opt, sched, data, cfg, epoch, bar)
-            if cfg.recalibrate_bn:
-                recalibrate_batchnorm(model, data.train_x[:RECALIBRATION_IMAGES])
-            test = evaluate(model, data.test_x, data.test_y)
-            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                   "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr}
-            if data.val_x is not None:
-                val = evaluate(model, data.val_x, data.val_y)
-                row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            runs.check_finite(row, cfg.lr, out)
-            row["seconds"] = time.perf_counter() - t0
-            history.append(row)
-            wall = wall_before + time.perf_counter() - start
-            metrics = runs.make_metrics(cfg, params, history, wall, device, out, arch)
-            runs.save_run(out, model, opt, sched, cfg, history, metrics)
-            line = epoch_line(row, cfg.epochs, "val" if data.val_x is not None else "test")
-            bar.write(line) if bar is not None else log(line)
-    finally:
-        if bar is not None:
-            bar.close()
+    with runs.claim_folder(out, saved, overwrite, cfg.model) as folder:  # locked until the run ends
+        if saved is not None:
+            log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
+        log(f"model {cfg.model}: {params:,} parameters | device {runs.device_name(device)} | "
+            f"run folder {runs.shown_path(out)}")
+        bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(history))
+        metrics = {}
+        try:
+            for epoch in range(len(history) + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                lr = opt.param_groups[0]["lr"]  # at the epoch's first step
+                train_loss, train_acc = train_epoch(model, opt, sched, data, cfg, epoch, bar)
+                if cfg.recalibrate_bn:
+                    recalibrate_batchnorm(model, data.train_x[:RECALIBRATION_IMAGES])
+                test = evaluate(model, data.test_x, data.test_y)
+                row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr}
+                if data.val_x is not None:
+                    val = evaluate(model, data.val_x, data.val_y)
+                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                runs.check_finite(row, cfg.lr, out)
+                row["seconds"] = time.perf_counter() - t0
+                history.append(row)
+                wall = wall_before + time.perf_counter() - start
+                metrics = runs.make_metrics(cfg, params, history, wall, device, out, arch)
+                folder.save(model, opt, sched, cfg, history, metrics)
+                line = epoch_line(row, cfg.epochs, "val" if data.val_x is not None else "test")
+                bar.write(line) if bar is not None else log(line)
+        finally:
+            if bar is not None:
+                bar.close()
     return metrics
 
 
@@ -317,7 +316,7 @@ def load_checkpoint(path: str | Path) -> dict:
     except RunError as exc:
         what = str(exc) if unknown else f"its config is not valid: {exc}"
         raise runs.not_ours(runs.checkpoint_file(path), what) from exc
-    return {**state, "config": config}
+    return {**state, "config": {**config, "data_root": str(DEFAULT_ROOT)}}  # this machine's MNIST, not the saver's
 
 
 def begin(cfg: Config | None, out, resume, overwrite: bool, named_model: bool):
@@ -325,9 +324,7 @@ def begin(cfg: Config | None, out, resume, overwrite: bool, named_model: bool):
     every check that can refuse it: bad settings, changed settings on resume, a folder holding a run."""
     saved = None
     if resume is not None:
-        out = Path(resume)
-        if not out.is_dir():
-            raise RunError(f"--resume {out}: no such run folder")
+        out = runs.resume_dir(resume)  # a run folder no other process is writing
         saved = load_checkpoint(out)
         cfg, asked = Config(**saved["config"]), cfg
         if asked is not None and asked.model != cfg.model:
@@ -336,11 +333,11 @@ def begin(cfg: Config | None, out, resume, overwrite: bool, named_model: bool):
         cfg = settings.resumed(cfg, asked, runs.RESUME_MAY_CHANGE, f"--resume {out}")
     else:
         cfg = cfg or Config()
-        out = Path(out) if out else runs.default_run_dir(cfg.model, cfg.seed)
+        out = runs.run_dir(out, cfg.model, cfg.seed)
     validate(cfg, named_model=named_model)
     device = resolve_device(cfg.device)
-    if saved is None and not overwrite and (out / runs.CHECKPOINT).exists():
-        raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+    if saved is None:
+        runs.check_vacant(out, cfg.model, overwrite)  # checked again once the folder is locked
     return cfg, out, saved, device
 
 

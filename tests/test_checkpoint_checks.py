@@ -1,0 +1,125 @@
+"""A checkpoint is untrusted input (issue 17, cases 3, 5 and 6): its size is bounded before it is loaded,
+every part of it is checked before training uses it, and the MNIST folder it names is never used."""
+import json
+import math
+import zipfile
+
+import pytest
+import torch
+from hardening_helpers import edited_checkpoint, one_error_line, quiet, small, snapshot, stopped_after_epoch_1
+from helpers import without_timing
+
+from utils import cli, predict, runs
+from utils.train import train
+
+
+@pytest.fixture(scope="module")
+def finished(one_cpu_thread, tmp_path_factory):
+    out = tmp_path_factory.mktemp("checkpoints") / "finished"
+    return out, train(small(), out, progress=False, log=quiet)
+
+
+@pytest.fixture
+def half(one_cpu_thread, tmp_path, monkeypatch):
+    """A run of two epochs stopped after the first: what --resume continues."""
+    return stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
+
+
+def test_resume_reads_mnist_here_not_at_the_checkpoints_data_root(finished, half, tmp_path, capsys):
+    elsewhere = tmp_path / "another-machine" / "data"
+    state = torch.load(half / "checkpoint.pt", weights_only=True)
+    edited_checkpoint(half, config={**state["config"], "data_root": str(elsewhere)})
+    assert cli.main(["--resume", str(half), "--no-progress"]) == 0
+    assert not elsewhere.parent.exists(), "nothing written where the checkpoint's machine kept MNIST"
+    resumed = json.loads((half / "metrics.json").read_text())
+    assert without_timing(resumed["history"]) == without_timing(finished[1]["history"])
+
+
+def momentum_of_another_shape(state):
+    opt = state["optimizer_state"]
+    return {**opt, "state": {**opt["state"], 0: {"momentum_buffer": torch.zeros(3)}}}
+
+
+CRAFTED = {  # what the probe planted -> the entry to change
+    "history [1]": lambda s: {"history": [1]},
+    "history [{}]": lambda s: {"history": [{}]},
+    "history with an infinite loss": lambda s: {"history": [{**s["history"][0], "train_loss": math.inf}]},
+    "metrics {}": lambda s: {"metrics": {}},
+    "metrics of another run": lambda s: {"metrics": {**s["metrics"], "history": s["history"] * 2, "epochs": 2}},
+    "a momentum buffer of the wrong shape": lambda s: {"optimizer_state": momentum_of_another_shape(s)},
+    "a momentum buffer for no weight": lambda s: {"optimizer_state": {**s["optimizer_state"], "state": {
+        **s["optimizer_state"]["state"], 99: {"momentum_buffer": torch.zeros(3)}}}},
+    "_schedule_phases garbage": lambda s: {"scheduler_state": {**s["scheduler_state"], "_schedule_phases": "garbage"}},
+    "a scheduler entry torch does not have": lambda s: {"scheduler_state": {**s["scheduler_state"], "get_lr": 1}},
+    "lr 'abc'": lambda s: {"optimizer_state": {**s["optimizer_state"], "param_groups": [
+        {**s["optimizer_state"]["param_groups"][0], "lr": "abc"}]}},
+    "wall_seconds inf": lambda s: {"wall_seconds": math.inf},
+    "NaN weights": lambda s: {"model_state": {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                                              for k, v in s["model_state"].items()}},
+    "an unknown entry": lambda s: {"note": "hello"},
+}
+
+
+@pytest.mark.parametrize("kind", CRAFTED)
+def test_a_crafted_checkpoint_is_refused_at_load_in_one_line(half, capsys, monkeypatch, kind):
+    state = torch.load(half / "checkpoint.pt", weights_only=True)
+    edited_checkpoint(half, **CRAFTED[kind](state))
+    before = snapshot(half)
+    monkeypatch.setattr("utils.train.train_epoch", lambda *a: pytest.fail("trained from a crafted checkpoint"))
+    one_error_line(capsys, cli.main, ["--resume", str(half), "--no-progress"], str(half / "checkpoint.pt"))
+    assert snapshot(half) == before
+
+
+def test_a_crafted_complete_checkpoint_is_refused_too(finished, tmp_path, capsys):
+    run = tmp_path / "complete"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes((finished[0] / "checkpoint.pt").read_bytes())
+    edited_checkpoint(run, metrics={})
+    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], "metrics")
+    one_error_line(capsys, predict.main, [str(run), "--device", "cpu"], "metrics")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"], "no metrics.json written from it"
+
+
+def deflated(path, extra_name, extra_bytes):
+    """``path`` rewritten as a zip whose entries are compressed, plus an ``extra_name`` entry of zeros:
+    a small file that would unpack to a large one."""
+    with zipfile.ZipFile(path) as src:
+        entries = [(info.filename, src.read(info)) for info in src.infolist()]
+    prefix = entries[0][0].split("/")[0]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for name, data in entries:
+            dst.writestr(name, data)
+        with dst.open(f"{prefix}/{extra_name}", "w", force_zip64=True) as fh:
+            for _ in range(extra_bytes // 2**20):
+                fh.write(bytes(2**20))
+
+
+@pytest.mark.parametrize("how", ["an extra tensor", "a compressed entry of zeros"])
+def test_a_checkpoint_larger_than_any_step_needs_is_refused_before_loading(finished, tmp_path, capsys,
+                                                                           monkeypatch, how):
+    run = tmp_path / "large"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes((finished[0] / "checkpoint.pt").read_bytes())
+    if how == "an extra tensor":
+        edited_checkpoint(run, blob=torch.zeros(2**20))  # 4 MB; a real network here needs ~0.1 MB
+    else:
+        deflated(run / "checkpoint.pt", "data/999", 64 * 2**20)
+        assert (run / "checkpoint.pt").stat().st_size < 2**20, "small on disk"
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("loaded before its size was checked"))
+    line = one_error_line(capsys, predict.main, [str(run), "--device", "cpu"], str(run / "checkpoint.pt"))
+    assert "more than a run of any step needs" in line
+    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], "more than a run of any step needs")
+
+
+def test_every_step_fits_the_size_bound(tmp_path):
+    """The bound is the largest step's weights, buffers and momentum, twice over: real checkpoints pass it."""
+    from utils.models import MODELS, build_model
+
+    for name in MODELS:
+        model = build_model(name)
+        need = sum(t.nbytes for t in model.state_dict().values()) + sum(p.nbytes for p in model.parameters())
+        assert need <= runs.tensor_budget() / 2
+    rng = torch.random.get_rng_state()
+    runs.tensor_budget.cache_clear()
+    runs.tensor_budget()
+    assert torch.equal(torch.random.get_rng_state(), rng), "computing the bound draws no random numbers"
