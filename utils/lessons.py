@@ -218,6 +218,25 @@ def running_statistics_from_training(model: nn.Module, cfg: Config, data, batche
 
 
 # --------------------------------------------------------------------------------------------------
+# Dropout (03)
+# --------------------------------------------------------------------------------------------------
+
+def accuracy_with_dropout_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float, seed: int = 0) -> float:
+    """Accuracy % of ``model`` on (x, y) with its Dropout layers left in training mode at rate ``p`` (BatchNorm
+    in evaluation mode): what scoring without ``model.eval()`` would do. On a copy; the draws follow ``seed``."""
+    import copy
+
+    net = copy.deepcopy(model).eval()
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+            m.train()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return 100.0 * int((net(x).argmax(1) == y).sum()) / len(y)
+
+
+# --------------------------------------------------------------------------------------------------
 # The GAP head (04) and a network's mistakes (05)
 # --------------------------------------------------------------------------------------------------
 

@@ -499,3 +499,14 @@ def confusion_pairs(counts: dict[str, list[tuple[int, int, int]]], pairs: list[t
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def accuracy_against(values: list[float], accuracies: list[float], xlabel: str, title: str = ""):
+    """Accuracy (%) against one setting, e.g. the Dropout rate left on at evaluation."""
+    fig, ax = _figure(figsize=(4.5, 2.4))
+    ax.plot(values, accuracies, marker="o")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
