@@ -253,6 +253,16 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     return maps, maps.mean(dim=(2, 3))
 
 
+def shift_image(images: torch.Tensor, pixels: int, fill: float) -> torch.Tensor:
+    """``images`` (..., H, W) moved ``pixels`` to the right (left if negative), the uncovered columns ``fill``."""
+    out = torch.roll(images, pixels, dims=-1)
+    if pixels > 0:
+        out[..., :pixels] = fill
+    elif pixels < 0:
+        out[..., pixels:] = fill
+    return out
+
+
 def top_confusions(predictions: torch.Tensor, labels: torch.Tensor, k: int = 5) -> list[tuple[int, int, int]]:
     """The ``k`` most frequent mistakes as (true digit, predicted digit, count), most frequent first
     (ties: lower true digit first)."""
