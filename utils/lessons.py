@@ -263,6 +263,25 @@ def shift_image(images: torch.Tensor, pixels: int, fill: float) -> torch.Tensor:
     return out
 
 
+def answers_under_moves(model: nn.Module, x: torch.Tensor, fill: float, angles=(-5.0, 0.0, 5.0),
+                        shifts=(-1, 0, 1), scales=(0.95, 1.0, 1.05)) -> torch.Tensor:
+    """The digit ``model`` reads in each image of ``x`` after every combination of a rotation (degrees), a
+    whole-pixel shift in x and in y, and a scale: (N, moves), in evaluation mode. With the defaults the
+    moves are the corners and centres of the recipe's augmentation ranges (81 moves)."""
+    from .augment import affine_theta, apply_affine
+
+    moves = [(a, dx, dy, s) for a in angles for dx in shifts for dy in shifts for s in scales]
+    angle = torch.tensor([m[0] for m in moves], dtype=torch.float32)
+    shift = torch.tensor([[m[1], m[2]] for m in moves], dtype=torch.float32)
+    scale = torch.tensor([m[3] for m in moves], dtype=torch.float32)
+    theta = affine_theta(angle, shift, scale, x.shape[-1]).repeat(len(x), 1, 1)
+    moved = apply_affine(x.repeat_interleave(len(moves), dim=0), theta, fill=fill)
+    model.eval()
+    with torch.no_grad():
+        answers = torch.cat([model(moved[i:i + 2000]).argmax(1) for i in range(0, len(moved), 2000)])
+    return answers.reshape(len(x), len(moves))
+
+
 def top_confusions(predictions: torch.Tensor, labels: torch.Tensor, k: int = 5) -> list[tuple[int, int, int]]:
     """The ``k`` most frequent mistakes as (true digit, predicted digit, count), most frequent first
     (ties: lower true digit first)."""
