@@ -219,10 +219,11 @@ def compare(runs: dict[str, dict | None]) -> None:
             print(f"{'':>12}  ({m['source']})")
 
 
-def stored_step_run(notebook: str, seed: int = 1, path: str | os.PathLike = STEPS_JSON) -> dict | None:
+def stored_step_run(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> dict | None:
     """Seed ``seed`` of step ``notebook`` from results/steps.json, shaped like a run's metrics for
     ``compare`` and ``plots.training_curves`` (its history holds the test accuracy per epoch only),
     with a ``source`` line that says where it comes from; None when the sweep does not hold it."""
+    path = STEPS_JSON if path is None else path
     found = stored_seed(notebook, seed, path)
     if found is None:
         return None
@@ -250,9 +251,9 @@ def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def stored_seed(notebook: str, seed: int, path: str | os.PathLike = STEPS_JSON) -> tuple[dict, dict, dict] | None:
+def stored_seed(notebook: str, seed: int, path: str | os.PathLike | None = None) -> tuple[dict, dict, dict] | None:
     """(the sweep, the step's summary, the seed's run) from results/steps.json, or None if it holds no such run."""
-    summary = load_steps(path)
+    summary = load_steps(STEPS_JSON if path is None else path)
     step = next((s for s in (summary or {}).get("steps", []) if s["notebook"] == notebook), None)
     run = next((r for r in (step or {}).get("runs", []) if r["seed"] == seed), None)
     return None if run is None else (summary, step, run)
@@ -325,7 +326,7 @@ def mean_change(before: dict, now: dict) -> str:
             f"gap {gaps[1] - gaps[0]:+.2f} points ({gaps[0]:+.3f} -> {gaps[1]:+.3f}); from the unrounded means")
 
 
-def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike = STEPS_JSON) -> None:
+def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> None:
     """Why this notebook's run of ``seed`` can end a few hundredths away from the same seed in the table:
     the sweep ran with another thread count, which changes the order of the float sums."""
     found = stored_seed(notebook, seed, path)

@@ -27,7 +27,7 @@ from .course import quick_mode, spread
 from .lessons import comparable_settings
 from .models import STEPS
 from .runs import REPO_ROOT, shown_path
-from .train import Config, recipe, train
+from .train import Config, recipe, train, validate
 
 BUDGET = {"epochs": 2, "train_subset": 10_000, "holdout": 10_000}
 SEEDS = (1, 2, 3)
@@ -74,8 +74,10 @@ def slug(label: str) -> str:
 # The unchanged steps on the short budget (results/exercises.json)
 # --------------------------------------------------------------------------------------------------
 
-def load_baselines(path: str | Path = BASELINES) -> dict | None:
-    """The stored baselines, or None when the file is missing or unreadable (the step is then trained here)."""
+def load_baselines(path: str | Path | None = None) -> dict | None:
+    """The stored baselines (default: results/exercises.json), or None when the file is missing or
+    unreadable (the step is then trained here)."""
+    path = BASELINES if path is None else path
     try:
         stored = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -83,9 +85,10 @@ def load_baselines(path: str | Path = BASELINES) -> dict | None:
     return stored if isinstance(stored, dict) and isinstance(stored.get("steps"), dict) else None
 
 
-def stored_baseline(notebook: str, short: dict, seeds, path: str | Path = BASELINES) -> tuple[list | None, str]:
+def stored_baseline(notebook: str, short: dict, seeds, path: str | Path | None = None) -> tuple[list | None, str]:
     """The stored runs of the unchanged step ``notebook`` on this budget and these seeds, or None and
     the reason they cannot be used (missing, or made with other settings than the code has now)."""
+    path = BASELINES if path is None else path
     stored = load_baselines(path)
     remake = "`python -m tools.exercise_baselines` stores them"
     if stored is None:
@@ -141,11 +144,33 @@ class Verdict:
         return self.variant_runs[0]["params"]
 
 
-def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict:
+def built(factory, label: str) -> nn.Module | None:
+    """``factory()``, or None after one line saying why it failed: an exercise cell the student has not
+    filled in yet must not stop "Run All" (its check then reports the failure)."""
+    try:
+        model = factory()
+        model(torch.zeros(2, 1, 28, 28))
+    except Exception as exc:  # an unfinished answer: any error at all
+        print(f"{label}: the network could not be built or run ({type(exc).__name__}: {exc}); "
+              "finish the cell above, then run it again")
+        return None
+    return model
+
+
+def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | None:
     """Train ``variant`` (a class or function that builds the network, or None: the step's own network)
     with the step's recipe and ``settings`` (Config fields, e.g. ``degrees=15``) on the short budget over
-    the seeds; print and return how it compares with the unchanged step on the same budget and seeds."""
+    the seeds; print and return how it compares with the unchanged step on the same budget and seeds.
+    None, with a message, when the variant or the settings cannot make a run (an unfinished answer)."""
     short, seeds = budget()
+    if variant is not None and built(variant, label) is None:
+        return None
+    try:
+        budget_config(notebook, seeds[0], short, **settings)
+        validate(budget_config(notebook, seeds[0], short, **settings), named_model=variant is None)
+    except (TypeError, ValueError) as exc:
+        print(f"{label}: these settings cannot make a run ({exc}); finish the cell above, then run it again")
+        return None
     quick = quick_mode()
     folder = (REPO_ROOT / "build" / "quick" / "exercises" if quick else RUNS) / notebook
     print(f"Budget: {describe_budget(short, seeds)}.")
@@ -190,6 +215,22 @@ def verdict_text(v: Verdict) -> str:
 # --------------------------------------------------------------------------------------------------
 # The cost of a training step
 # --------------------------------------------------------------------------------------------------
+
+def training_cost(factories: dict, batch_size: int = 128) -> dict[str, float] | None:
+    """Print the parameters and the milliseconds per training step of each network (``{label: factory}``),
+    measured here and now; None, with a message, when one cannot be built (an unfinished answer)."""
+    from .summary import count_parameters
+
+    models = {label: built(factory, label) for label, factory in factories.items()}
+    if any(m is None for m in models.values()):
+        return None
+    ms = time_training_steps(models, batch_size)
+    first = next(iter(ms))
+    for label, model in models.items():
+        print(f"{label:<16} {count_parameters(model):>7,} parameters, one training step of {batch_size} images "
+              f"{ms[label]:6.1f} ms ({ms[label] / ms[first]:.1f}x {first})")
+    return ms
+
 
 def time_training_steps(models: dict[str, nn.Module], batch_size: int = 128, rounds: int = 3,
                         steps: int = 5) -> dict[str, float]:

@@ -245,8 +245,10 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     (N, 10, 5, 5), and their average over the positions, (N, 10), which are the network's outputs.
     The head's 1x1 convolution is applied to the map first, then averaged: both are linear, so the
     order does not change the result."""
-    pool, conv, _ = model.head
-    assert isinstance(pool, nn.AdaptiveAvgPool2d) and isinstance(conv, nn.Conv2d), "a GAP head: pool, 1x1 conv"
+    head = list(model.head)
+    if len(head) != 3 or not isinstance(head[0], nn.AdaptiveAvgPool2d) or not isinstance(head[1], nn.Conv2d):
+        raise ValueError("class activation maps need a GAP head: global average pooling, then a 1x1 convolution")
+    conv = head[1]
     model.eval()
     with torch.no_grad():
         maps = conv(model.features(x))
