@@ -41,16 +41,8 @@ def _image(img: torch.Tensor):
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
     """The first ``n`` images (uint8 or float, (N, 28, 28) or (N, 1, 28, 28)), each titled with its label."""
     n = min(n, len(images))
-    rows = max(1, math.ceil(n / cols))
-    fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 0.95), squeeze=False)
-    for ax, img, label in zip(axes.flat, images[:n], labels[:n], strict=False):  # the grid may have spare cells
-        ax.imshow(_image(img), cmap="gray_r")
-        ax.set_title(str(int(label)), fontsize=9)
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return image_grid(images[:n], [str(int(label)) for label in labels[:n]], cols=cols, title=title, size=0.85,
+                      fontsize=9)
 
 
 def class_balance(train_labels: torch.Tensor, test_labels: torch.Tensor):
@@ -284,7 +276,7 @@ def save(fig, path, dpi: int = DPI) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def image_grid(images, titles=None, cols: int = 8, title: str | None = None, signed: bool = False,
-               size: float = 0.95):
+               size: float = 0.95, fontsize: float = 7):
     """Small images in a grid, each with its title. ``signed``: a red-blue scale centred on 0 (kernels,
     feature maps, differences), one scale per image; else grey, ink dark."""
     images = list(images)
@@ -298,11 +290,11 @@ def image_grid(images, titles=None, cols: int = 8, title: str | None = None, sig
             ax.imshow(values, cmap="RdBu_r", vmin=-top, vmax=top)
         else:
             ax.imshow(values, cmap="gray_r")
-        ax.set_title(label, fontsize=7)
+        ax.set_title(label, fontsize=fontsize)
     for ax in axes.flat:
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=fontsize + 2)
     return fig
 
 
