@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from tools.steps import cpu_name
 from utils.cli import Parser
 from utils.fsutil import atomic_write
 from utils.lessons import LESSON_DIR, LESSON_MODELS, comparable_settings, lesson_config, weights_path
@@ -46,8 +47,8 @@ def record(model: str, run: dict, command: str) -> dict:
     m = run["metrics"]
     return {"model": model, "config": m["config"], "model_state": run["model_state"], "params": m["params"],
             "epochs": m["epochs"], "final_val_accuracy": m["final_val_accuracy"],
-            "final_train_accuracy": m["final_train_accuracy"], "device": m["device"], "versions": m["versions"],
-            "command": command}
+            "final_train_accuracy": m["final_train_accuracy"], "device": m["device"], "cpu": cpu_name(),
+            "versions": m["versions"], "command": command}
 
 
 def main(argv: list[str] | None = None) -> int:
