@@ -25,7 +25,7 @@ COMPAT_STAMP := $(COMPAT)/.installed
 # five notebooks in quick mode through nbval.
 COMPAT_PYTEST ?= -k "not papermill"
 
-.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps bench lab notebooks readme clean help
+.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -37,6 +37,7 @@ help:
 	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
 	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, summary in results/steps.json (resumable)"
+	@echo "make lessons the stored networks and short-budget baselines the notebooks' concept sections and exercises read"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
 	@echo "make repo    REPO=owner/name: point the README badges and the notebooks' Colab bootstrap at a fork"
@@ -100,12 +101,20 @@ seeds: data
 steps: data
 	$(PY) -m tools.steps $(if $(SEEDS),--seeds $(SEEDS))
 
+# What the notebooks read besides results/steps.json: three small trained networks (results/lessons/,
+# for the concept figures) and every unchanged step on the exercises' short budget (results/exercises.json).
+# Re-run after any change of the recipe, a network or the budget; one thread, as the stored files were made.
+lessons: data
+	OMP_NUM_THREADS=1 $(PY) -m tools.lesson_weights
+	OMP_NUM_THREADS=1 $(PY) -m tools.exercise_baselines
+
 bench: data
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 # Execute the five notebooks in place, in order, with their full parameters (nbclient, no papermill
 # cell; metadata as JupyterLab saves it), then check the numbers their prose quotes. The seed
-# tables in them read results/steps.json, so run `make steps` first.
+# tables in them read results/steps.json, so run `make steps` first (and `make lessons` after a
+# change of the recipe).
 notebooks: data
 	$(PY) -m tools.execute_notebooks
 	$(PY) -m tools.quoted_numbers

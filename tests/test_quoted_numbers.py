@@ -20,7 +20,7 @@ def fixture_notebook(analysis: str, target: str = "## Target\n\nStay under 8,000
     return nb
 
 
-STEPS_FIXTURE = {"steps": [{"test_accuracy": {"mean": 99.3567, "std": 0.0712}, "params": 7816}],
+STEPS_FIXTURE = {"steps": [{"notebook": "04_gap", "test_accuracy": {"mean": 99.3567, "std": 0.0712}, "params": 7816}],
                  "seeds": [1, 2, 3, 4, 5]}
 
 
@@ -28,7 +28,7 @@ def test_checker_accepts_numbers_backed_by_outputs_or_steps_json():
     analysis = ("## Analysis: what changed\n\nThe final epoch reached 99.41% with 7,816 parameters, a gap of "
                 "+0.12 points; over 5 seeds the mean is 99.36 ± 0.07 (99.4 rounded). Step 4 used `99.99` "
                 "and 3x3 kernels, see [the log](runs/x_2.json), steps 1-4.")
-    assert quoted_numbers.check_notebook(fixture_notebook(analysis), STEPS_FIXTURE) == []
+    assert quoted_numbers.check_notebook(fixture_notebook(analysis), STEPS_FIXTURE, "04_gap.ipynb") == []
 
 
 @pytest.mark.parametrize("claim, wrong", [
@@ -38,17 +38,18 @@ def test_checker_accepts_numbers_backed_by_outputs_or_steps_json():
     ("Accuracy rose by 0.37 points.", "0.37"),  # a difference no output printed
 ])
 def test_checker_rejects_a_number_nothing_backs(claim, wrong):
-    problems = quoted_numbers.check_notebook(fixture_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "fx")
+    problems = quoted_numbers.check_notebook(fixture_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "04_gap")
     assert len(problems) == 1 and f": {wrong} is in no stored output" in problems[0]
-    assert problems[0].startswith("fx, '## Analysis'")
+    assert problems[0].startswith("04_gap, '## Analysis'")
 
 
 def test_checker_takes_summaries_from_steps_json_but_not_curves_or_wall_times():
-    steps = {"steps": [{"params": 7816, "test_accuracy": {"mean": 99.4}, "gap": {"mean": -0.13},
+    steps = {"steps": [{"notebook": "05_augmentation", "params": 7816, "test_accuracy": {"mean": 99.4},
+                        "gap": {"mean": -0.13},
                         "runs": [{"seed": 3, "final_test_accuracy": 99.44, "final_train_accuracy": 99.31, "gap": -0.13,
                                   "test_accuracy_curve": [98.76, 99.11], "wall_seconds": 123.45}]}]}
     nb = fixture_notebook("## Analysis\n\nSeed 3 ended at 99.44% (train 99.31%); epoch 2 read 99.11% after 123.45 s.")
-    problems = quoted_numbers.check_notebook(nb, steps)
+    problems = quoted_numbers.check_notebook(nb, steps, "05_augmentation.ipynb")
     assert [p.split(": ")[1].split()[0] for p in problems] == ["2", "99.11", "123.45"]
 
 
@@ -69,3 +70,40 @@ def test_checker_command_exit_status(tmp_path, capsys):
     assert quoted_numbers.main([str(good), str(bad)]) == 1
     assert "bad.ipynb, '## Analysis': 99.47213" in capsys.readouterr().out
     assert quoted_numbers.main([str(tmp_path / "missing.ipynb")]) == 2
+
+
+TWO_STEPS = {"seeds": [1, 2, 3], "steps": [
+    {"notebook": "03_dropout", "params": 11656, "test_accuracy": {"mean": 99.4867, "std": 0.0468}},
+    {"notebook": "04_gap", "params": 7816, "test_accuracy": {"mean": 99.4523, "std": 0.0688}}]}
+
+
+def test_checker_refuses_a_number_only_another_steps_row_backs():
+    """Step 3's mean (99.49) quoted in notebook 04 is backed only if the sentence says it is about step 3."""
+    unnamed = fixture_notebook("## Analysis\n\nThe mean over the seeds is 99.45%, against 99.49% before.")
+    problems = quoted_numbers.check_notebook(unnamed, TWO_STEPS, "04_gap.ipynb")
+    assert len(problems) == 1 and ": 99.49 is in no stored output" in problems[0]
+    named = fixture_notebook("## Analysis\n\nThe mean over the seeds is 99.45%, against 99.49% in step 3.")
+    assert quoted_numbers.check_notebook(named, TWO_STEPS, "04_gap.ipynb") == []
+    # the reference covers its own sentence or list item only, not the next one
+    later = fixture_notebook("## Analysis\n\n* Step 3 had Dropout.\n* The mean was 99.49%.")
+    assert len(quoted_numbers.check_notebook(later, TWO_STEPS, "04_gap.ipynb")) == 1
+    # the same number is this step's own in notebook 03
+    assert quoted_numbers.check_notebook(unnamed, TWO_STEPS, "03_dropout.ipynb") == [
+        "03_dropout.ipynb, '## Analysis': 99.45 is in no stored output of this notebook nor in the "
+        "results/steps.json row of a step this sentence is about"]
+
+
+def test_checker_refuses_a_number_only_another_notebooks_output_backs():
+    other = fixture_notebook("## Analysis\n\nNothing.")
+    other.cells[1].outputs[0]["text"] += "Final test accuracy: 99.53%\n"
+    here = fixture_notebook("## Analysis\n\nThe final epoch reached 99.53%.")
+    assert quoted_numbers.check_notebook(other, None, "05_augmentation.ipynb") == []
+    problems = quoted_numbers.check_notebook(here, None, "05_augmentation.ipynb")
+    assert len(problems) == 1 and ": 99.53 is in no stored output" in problems[0]
+
+
+def test_sentences_and_step_references():
+    text = "## Analysis\n\n* **Accuracy.** It rose (step 2). Steps 1-3 differ.\n* Next: e.g. step 4, 99.41%."
+    assert quoted_numbers.sentences(text) == ["## Analysis", "**Accuracy.** It rose (step 2).", "Steps 1-3 differ.",
+                                              "Next: e.g. step 4, 99.41%."]
+    assert [quoted_numbers.named_steps(s) for s in quoted_numbers.sentences(text)] == [set(), {2}, {1, 2, 3}, {4}]

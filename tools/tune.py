@@ -102,32 +102,10 @@ def check_spec(spec: str) -> None:
 
 
 def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 10) -> dict[str, float]:
-    """Milliseconds per training step (forward, backward, SGD update; no augmentation) of each candidate,
-    channels_last as utils.train runs it. Candidates take turns for ``rounds`` rounds and the fastest
-    round counts, so that a burst of load from elsewhere on a shared machine hits them all alike."""
-    import time
+    """Milliseconds per training step of each candidate (``utils.exercises.time_training_steps``)."""
+    from utils.exercises import time_training_steps
 
-    import torch.nn.functional as F
-
-    torch.manual_seed(0)
-    x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,))
-    setups = {}
-    for spec in specs:
-        model = build(spec).to(memory_format=torch.channels_last)
-        setups[spec] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True))
-    best = {spec: float("inf") for spec in specs}
-    for _ in range(rounds):
-        for spec, (model, opt) in setups.items():
-            for i in range(steps + 3):  # three untimed warm-up steps
-                if i == 3:
-                    start = time.perf_counter()
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            best[spec] = min(best[spec], (time.perf_counter() - start) / steps * 1000)
-    return best
+    return time_training_steps({spec: build(spec) for spec in specs}, batch_size, rounds, steps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,6 +236,30 @@ def compare(runs: dict[str, dict | None]) -> None:
         print(f"{label:>12}: {m['params']:>6,} parameters | test accuracy after epoch 1 {h[0]['test_accuracy']:.2f}%, "
               f"after epoch {m['epochs']} {m['final_test_accuracy']:.2f}% | "
               f"final train - test gap {gap(m):+.2f} points")
+        if m.get("source"):
+            print(f"{'':>12}  ({m['source']})")
+
+
+def stored_step_run(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> dict | None:
+    """Seed ``seed`` of step ``notebook`` from results/steps.json, shaped like a run's metrics for
+    ``compare`` and ``plots.training_curves`` (its history holds the test accuracy per epoch only),
+    with a ``source`` line that says where it comes from; None when the sweep does not hold it."""
+    path = STEPS_JSON if path is None else path
+    found = stored_seed(notebook, seed, path)
+    if found is None:
+        return None
+    summary, step, run = found
+    curve = run["test_accuracy_curve"]
+    return {"params": step["params"], "epochs": len(curve), "final_test_accuracy": run["final_test_accuracy"],
+            "final_train_accuracy": run["final_train_accuracy"],
+            "history": [{"epoch": i, "test_accuracy": a} for i, a in enumerate(curve, 1)],
+            "source": f"no run of {notebook} here: seed {seed} as stored in {shown_path(path)} ({summary['device']})"}
+
+
+def previous_step(run_dir: str | os.PathLike, notebook: str) -> dict | None:
+    """The run of the earlier notebook ``notebook`` to compare with: its run beside this one (executed
+    in this clone), else its seed 1 from results/steps.json (a notebook opened alone, e.g. on Colab)."""
+    return earlier_metrics(run_dir, notebook) or stored_step_run(notebook)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,6 +271,18 @@ def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
     short or not JSON raises ValueError."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stored_seed(notebook: str, seed: int, path: str | os.PathLike | None = None) -> tuple[dict, dict, dict] | None:
+    """(the sweep, the step's summary, the seed's run) from results/steps.json, or None if it holds no such run
+    or is damaged (``seed_table`` names a damaged file; the callers of this one only do without it)."""
+    try:
+        summary = load_steps(STEPS_JSON if path is None else path)
+        step = next((s for s in (summary or {}).get("steps", []) if s["notebook"] == notebook), None)
+        run = next((r for r in (step or {}).get("runs", []) if r["seed"] == seed), None)
+    except UNREADABLE:
+        return None
+    return None if run is None else (summary, step, run)
 
 
 def missing_steps_message(path: str | os.PathLike = STEPS_JSON) -> str:
@@ -315,11 +351,29 @@ def seed_table_lines(notebook: str, path: str | os.PathLike) -> list[str]:
         return [f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`."]
     lines = [step_header(summary)] + [step_row(steps[name]) for name in names if name in steps]
     if len(names) == 2 and names[0] in steps:
-        before, now = steps[names[0]], steps[notebook]
-        acc_change = now["test_accuracy"]["mean"] - before["test_accuracy"]["mean"]
-        lines.append(f"change in the mean: test accuracy {acc_change:+.2f} points, "
-                     f"gap {now['gap']['mean'] - before['gap']['mean']:+.2f} points")
+        lines.append(mean_change(steps[names[0]], steps[notebook]))
     return lines + [w for w in [stale_warning(summary)] if w]
+
+
+def mean_change(before: dict, now: dict) -> str:
+    """The change of the means between two steps, with the unrounded means it is computed from (two
+    rounded means can differ by one more or less in the last digit than their change)."""
+    acc = [before["test_accuracy"]["mean"], now["test_accuracy"]["mean"]]
+    gaps = [before["gap"]["mean"], now["gap"]["mean"]]
+    return (f"change in the mean: test accuracy {acc[1] - acc[0]:+.2f} points ({acc[0]:.3f} -> {acc[1]:.3f}), "
+            f"gap {gaps[1] - gaps[0]:+.2f} points ({gaps[0]:+.3f} -> {gaps[1]:+.3f}); from the unrounded means")
+
+
+def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> None:
+    """Why this notebook's run of ``seed`` can end a few hundredths away from the same seed in the table:
+    the sweep ran with another thread count, which changes the order of the float sums."""
+    found = stored_seed(notebook, seed, path)
+    if found is None:
+        return
+    summary, _, run = found
+    print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({summary['device']}). This notebook trains "
+          f"seed {seed} too, with torch's default thread count: another thread count sums the floats in another "
+          "order, so the same code and seed can end a few hundredths apart (README, Reproducibility).")
 
 
 def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:

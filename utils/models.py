@@ -8,7 +8,7 @@ classes and their diffs with ``utils.course.show_model`` / ``show_diff``.
     baseline    3x3 convolutions + ReLU                              Flatten -> Linear(400, 10)
     batchnorm   + BatchNorm after every convolution                  Flatten -> Linear(400, 10)
     dropout     + Dropout in the middle and at the end of the trunk  Flatten -> Linear(400, 10)
-    gap         global average pooling + 1x1 conv (no Linear)        GAP -> Conv1x1
+    gap         global average pooling instead of Flatten            GAP -> Conv1x1 (a Linear(16, 10) on 1x1)
     final       the same network as gap; only training changes: augmentation
 
 The trunk: a 3x3 convolution to 10 channels at full resolution (28 -> 26) pooled at once to

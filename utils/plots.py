@@ -41,16 +41,8 @@ def _image(img: torch.Tensor):
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
     """The first ``n`` images (uint8 or float, (N, 28, 28) or (N, 1, 28, 28)), each titled with its label."""
     n = min(n, len(images))
-    rows = max(1, math.ceil(n / cols))
-    fig, axes = _figure(rows, cols, figsize=(cols * 0.85, rows * 0.95), squeeze=False)
-    for ax, img, label in zip(axes.flat, images[:n], labels[:n], strict=False):  # the grid may have spare cells
-        ax.imshow(_image(img), cmap="gray_r")
-        ax.set_title(str(int(label)), fontsize=9)
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return image_grid(images[:n], [str(int(label)) for label in labels[:n]], cols=cols, title=title, size=0.85,
+                      fontsize=9)
 
 
 def class_balance(train_labels: torch.Tensor, test_labels: torch.Tensor):
@@ -80,10 +72,9 @@ def training_curves(history: list[dict], title: str = "", others: dict[str, list
         epochs = [h["epoch"] for h in hist]
         for split in ("train", "test") if i == 0 else ("test",):
             colour = colours[split] if i == 0 else f"C{i + 1}"
-            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in hist], style, marker="o", ms=3, color=colour,
-                         label=split + suffix)
-            ax_acc.plot(epochs, [h[f"{split}_accuracy"] for h in hist], style, marker="o", ms=3, color=colour,
-                        label=split + suffix)
+            for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_accuracy")):
+                if all(key in h for h in hist):  # a stored curve (results/steps.json) holds the test accuracy only
+                    ax.plot(epochs, [h[key] for h in hist], style, marker="o", ms=3, color=colour, label=split + suffix)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("cross-entropy")
     later = [h[f"{s}_accuracy"] for _, hist, _ in runs for h in hist[len(hist) // 3:] for s in ("train", "test")
@@ -278,3 +269,236 @@ def save(fig, path, dpi: int = DPI) -> None:
     from .fsutil import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=dpi))
+
+
+# --------------------------------------------------------------------------------------------------
+# The concept sections' figures (computed by utils.lessons)
+# --------------------------------------------------------------------------------------------------
+
+def image_grid(images, titles=None, cols: int = 8, title: str | None = None, signed: bool = False,
+               size: float = 0.95, fontsize: float = 7):
+    """Small images in a grid, each with its title. ``signed``: a red-blue scale centred on 0 (kernels,
+    feature maps, differences), one scale per image; else grey, ink dark."""
+    images = list(images)
+    titles = list(titles) if titles is not None else [""] * len(images)
+    rows = max(1, math.ceil(len(images) / cols))
+    fig, axes = _figure(rows, cols, figsize=(cols * size, rows * (size + 0.15)), squeeze=False)
+    for ax, img, label in zip(axes.flat, images, titles, strict=False):  # the grid may have spare cells
+        values = _image(img)
+        if signed:
+            top = max(abs(float(values.min())), abs(float(values.max())), 1e-12)
+            ax.imshow(values, cmap="RdBu_r", vmin=-top, vmax=top)
+        else:
+            ax.imshow(values, cmap="gray_r")
+        ax.set_title(label, fontsize=fontsize)
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 2)
+    return fig
+
+
+def pixel_histograms(before: torch.Tensor, after: torch.Tensor):
+    """Pixel values of the training images as stored (scaled to [0, 1]) and after normalisation."""
+    fig, axes = _figure(1, 2, figsize=(8, 2.3))
+    for ax, values, name in ((axes[0], before, "scaled to [0, 1]"), (axes[1], after, "normalised")):
+        flat = values.flatten().float()
+        ax.hist(flat.numpy(), bins=50, color="C0")
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: mean {float(flat.mean()):.4f}, std {float(flat.std()):.4f}", fontsize=9)
+        ax.set_xlabel("pixel value")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("pixels (log scale)")
+    return fig
+
+
+def receptive_fields(image: torch.Tensor, boxes: dict[str, tuple[int, int, int, int]]):
+    """A digit with the input box each layer's centre output sees: ``{label: (top, left, height, width)}``."""
+    fig, ax = _figure(figsize=(3.6, 3.6))
+    ax.imshow(_image(image), cmap="gray_r")
+    for i, (label, (top, left, height, width)) in enumerate(boxes.items()):
+        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=1.4, color=f"C{i}",
+                                   label=f"{label}: {height}x{width}"))
+    ax.set_xlim(-0.5, image.shape[-1] - 0.5)
+    ax.set_ylim(image.shape[-2] - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1), title="receptive field", title_fontsize=7)
+    return fig
+
+
+def schedule_curves(curves: dict[str, list[float]], steps_per_epoch: int):
+    """The LR and the momentum at every step (from ``utils.lessons.schedule``), epochs on the x axis."""
+    fig, axes = _figure(1, len(curves), figsize=(4 * len(curves), 2.4), squeeze=False)
+    for ax, (name, values) in zip(axes[0], curves.items(), strict=True):
+        ax.plot([i / steps_per_epoch for i in range(len(values))], values)
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def activation_histograms(stats: dict[str, list]):
+    """Per network (one panel each), the distribution of the values entering each ReLU of the trunk
+    (``utils.lessons.activation_stats``), one line per layer, first layer lightest."""
+    fig, axes = _figure(1, len(stats), figsize=(4.2 * len(stats), 2.6), squeeze=False, sharey=True)
+    for ax, (name, rows) in zip(axes[0], stats.items(), strict=True):
+        for i, row in enumerate(rows):
+            values = row.values.float().clamp(-4, 4)
+            counts = torch.histc(values, bins=80, min=-4, max=4)
+            centres = torch.linspace(-4, 4, 81)[:-1] + 0.05
+            ax.plot(centres.numpy(), (counts / counts.sum()).numpy(), color=plt.cm.viridis(i / max(1, len(rows) - 1)),
+                    label=f"{row.name}: std {float(row.values.std()):.3f}")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("value entering the ReLU")
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("share of the values")
+    return fig
+
+
+def layer_scales(stats: dict[str, list]):
+    """Per layer, for each network: the spread of the values entering the ReLU, the spread of the loss
+    gradient flowing back into it, and the convolution's gradient against its weights (log scales)."""
+    panels = (("values entering the ReLU: std", lambda r: float(r.values.std())),
+              ("gradient flowing back: std", lambda r: r.grad_std),
+              ("conv weights: std(grad) / std(weight)", lambda r: r.weight_grad_ratio))
+    fig, axes = _figure(1, 3, figsize=(10, 2.6))
+    for ax, (label, value) in zip(axes, panels, strict=True):
+        for name, rows in stats.items():
+            ax.plot(range(1, len(rows) + 1), [value(r) for r in rows], marker="o", ms=3, label=name)
+        ax.set_yscale("log")
+        ax.set_xticks(range(1, len(next(iter(stats.values()))) + 1))
+        ax.set_xlabel("convolution layer")
+        ax.set_title(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def accuracy_by_batch_size(batch_sizes: list[int], train_mode: list[float], eval_mode: float, title: str = ""):
+    """Accuracy when BatchNorm normalises each batch by its own statistics (training mode), by batch size,
+    against evaluation mode (the running statistics: the same for any batch size)."""
+    fig, ax = _figure(figsize=(5, 2.6))
+    ax.plot(batch_sizes, train_mode, marker="o", label="BatchNorm in training mode (batch statistics)")
+    ax.axhline(eval_mode, color="C1", ls="--", label=f"evaluation mode (running statistics): {eval_mode:.2f}%")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("images per batch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def gap_by_seed(summary: dict, notebooks: list[str]):
+    """The train - test gap of each seed, for two or more steps (results/steps.json), a line joining
+    the runs of one seed: a change that moves every seed the same way is more than noise."""
+    steps = {s["notebook"]: s for s in summary["steps"]}
+    fig, ax = _figure(figsize=(4.6, 2.8))
+    for run_index, seed in enumerate(summary["seeds"]):
+        gaps = [steps[nb]["runs"][run_index]["gap"] for nb in notebooks]
+        ax.plot(range(len(notebooks)), gaps, marker="o", ms=4, color="C0", alpha=0.6,
+                label="one seed" if run_index == 0 else None)
+        ax.annotate(f"seed {seed}", (len(notebooks) - 1, gaps[-1]), xytext=(4, 0), textcoords="offset points",
+                    fontsize=6, va="center")
+    ax.plot(range(len(notebooks)), [steps[nb]["gap"]["mean"] for nb in notebooks], marker="D", color="C3",
+            label="mean")
+    ax.set_xticks(range(len(notebooks)))
+    ax.set_xticklabels(notebooks, fontsize=8)
+    ax.set_xlim(-0.3, len(notebooks) - 0.5)
+    ax.set_ylabel("train - test gap (points)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def parameters_by_layer(models: dict[str, torch.nn.Module]):
+    """Parameters of every layer that has any, per network: where a network's budget goes."""
+    fig, ax = _figure(figsize=(7, 2.8))
+    tables = {name: [r for r in layer_table(m) if r.params] for name, m in models.items()}
+    width = 0.8 / len(tables)
+    for i, (name, rows) in enumerate(tables.items()):
+        xs = [j + (i - (len(tables) - 1) / 2) * width for j in range(len(rows))]
+        bars = ax.bar(xs, [r.params for r in rows], width, label=f"{name}: {sum(r.params for r in rows):,} in all")
+        ax.bar_label(bars, [f"{r.params:,}" for r in rows], fontsize=6)
+    longest = max(tables.values(), key=len)
+    ax.set_xticks(range(len(longest)))
+    ax.set_xticklabels([f"{SHORT_NAMES.get(r.kind, r.kind)}\n{r.name}" for r in longest], fontsize=6)
+    ax.set_ylabel("parameters")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def class_maps(images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor):
+    """For each digit: the image, then the class score at every position of the last map (before the
+    average) for its true class and for the runner-up class; each title gives the average, the logit."""
+    n = len(images)
+    fig, axes = _figure(n, 3, figsize=(3 * 1.25, n * 1.35), squeeze=False)
+    for r in range(n):
+        scores = maps[r].mean(dim=(1, 2))
+        true = int(labels[r])
+        other = int(scores.masked_fill(torch.arange(10) == true, -float("inf")).argmax())
+        top = float(maps[r, [true, other]].abs().max())
+        axes[r, 0].imshow(_image(images[r]), cmap="gray_r")
+        axes[r, 0].set_title(f"digit {true}", fontsize=7)
+        for c, k in ((1, true), (2, other)):
+            axes[r, c].imshow(maps[r, k].numpy(), cmap="RdBu_r", vmin=-top, vmax=top)
+            axes[r, c].set_title(f"class {k}: mean {float(scores[k]):+.1f}", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("score per position of the 5x5 map (red +, blue -)", fontsize=8)
+    return fig
+
+
+def augmentation_strengths(images: torch.Tensor, strengths: dict[str, dict], seed: int = 0):
+    """Each row: a digit, then for each strength (``{label: random_affine ranges}``) one random draw and
+    its difference from the original (red: ink added, blue: ink taken away)."""
+    gen = torch.Generator().manual_seed(seed)
+    base = images.detach().cpu()
+    base = (base.float() / 255.0 if base.dtype == torch.uint8 else base.float()).reshape(-1, 1, 28, 28)
+    cols = 1 + 2 * len(strengths)
+    fig, axes = _figure(len(base), cols, figsize=(cols * 0.95, len(base) * 1.05), squeeze=False)
+    for r in range(len(base)):
+        axes[r, 0].imshow(_image(base[r]), cmap="gray_r")
+        for i, ranges in enumerate(strengths.values()):
+            drawn = augment.random_affine(base[r : r + 1], generator=gen, **ranges)[0]
+            axes[r, 1 + 2 * i].imshow(_image(drawn), cmap="gray_r")
+            axes[r, 2 + 2 * i].imshow(_image(drawn - base[r]), cmap="RdBu_r", vmin=-1, vmax=1)
+    axes[0, 0].set_title("original", fontsize=7)
+    for i, label in enumerate(strengths):
+        axes[0, 1 + 2 * i].set_title(label, fontsize=7)
+        axes[0, 2 + 2 * i].set_title("difference", fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig
+
+
+def confusion_pairs(counts: dict[str, list[tuple[int, int, int]]], pairs: list[tuple[int, int]]):
+    """How often each (true, predicted) pair occurs, for each network (``{label: utils.lessons.top_confusions}``
+    with every pair), side by side."""
+    fig, ax = _figure(figsize=(7, 2.6))
+    width = 0.8 / len(counts)
+    for i, (label, rows) in enumerate(counts.items()):
+        found = {(t, p): c for t, p, c in rows}
+        xs = [j + (i - (len(counts) - 1) / 2) * width for j in range(len(pairs))]
+        ax.bar(xs, [found.get(pair, 0) for pair in pairs], width, label=label)
+    ax.set_xticks(range(len(pairs)))
+    ax.set_xticklabels([f"{t}→{p}" for t, p in pairs], fontsize=8)
+    ax.set_xlabel("true → predicted")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def accuracy_against(values: list[float], accuracies: list[float], xlabel: str, title: str = ""):
+    """Accuracy (%) against one setting, e.g. the Dropout rate left on at evaluation."""
+    fig, ax = _figure(figsize=(4.5, 2.4))
+    ax.plot(values, accuracies, marker="o")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig

@@ -57,8 +57,9 @@ class NotebookProgress:
 
 
 def epoch_line(row: dict, epochs: int, split: str) -> str:
-    """The line printed after each epoch. A tuning run (``--holdout``) shows the validation numbers, not
-    the test numbers: what is not on screen cannot steer a choice (metrics.json still scores the test set)."""
+    """The line printed after each epoch; ``start lr`` is the learning rate of the epoch's first step (the
+    one-cycle schedule changes it at every step). A tuning run (``--holdout``) shows the validation numbers,
+    not the test numbers: what is not on screen cannot steer a choice (metrics.json still scores the test set)."""
     return (f"epoch {row['epoch']:2d}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:6.2f}%  "
             f"{split} loss {row[split + '_loss']:.4f} acc {row[split + '_accuracy']:6.2f}%  "
-            f"lr {row['lr']:.4f}  {row['seconds']:.1f}s")
+            f"start lr {row['lr']:.4f}  {row['seconds']:.1f}s")

@@ -1,0 +1,53 @@
+"""Train every unchanged step on the exercises' short budget and store it, so a student trains only the variant.
+
+    python -m tools.exercise_baselines             # the five steps, seeds 1-3 (about 2 min on 2 cores)
+
+``utils.exercises.judge`` sets a student's variant of a step against these runs: the step's own
+recipe on ``utils.exercises.BUDGET`` (two epochs on the first 10,000 training images, scored on the
+last 10,000, a validation split) with the same seeds. The runs train into build/exercises/<step>/unchanged
+and the summary goes to results/exercises.json (written atomically). Re-run it after any change of the
+recipe, a network or the budget: ``judge`` refuses stored runs made with other settings and trains the
+unchanged step itself instead (saying so).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+
+from tools.steps import cpu_name
+from utils.cli import Parser
+from utils.exercises import BASELINES, BUDGET, RUNS, SEEDS, budget_config, describe_budget, short_run
+from utils.fsutil import atomic_write_json
+from utils.models import STEPS
+from utils.runs import RunError, device_name, resolve_device, shown_path, versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m tools.exercise_baselines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS))
+    parser.add_argument("--summary", default=str(BASELINES))
+    args = parser.parse_args(argv)
+    print(f"Budget: {describe_budget(BUDGET, SEEDS)}.")
+    steps = {}
+    try:
+        for notebook in args.steps:
+            runs = [short_run(budget_config(notebook, seed, BUDGET), RUNS / notebook / "unchanged" / f"seed{seed}")
+                    for seed in SEEDS]
+            config = {k: v for k, v in dataclasses.asdict(budget_config(notebook, SEEDS[0], BUDGET)).items()
+                      if k not in ("seed", "data_root", "device")}
+            steps[notebook] = {"config": config, "runs": runs}
+            accs = ", ".join(f"{r['val_accuracy']:.2f}%" for r in runs)
+            print(f"{notebook:<16} validation {accs} ({sum(r['seconds'] for r in runs):.0f} s)", flush=True)
+    except (RunError, ValueError) as exc:
+        parser.error(" ".join(str(exc).split()))
+    command = shlex.join(["python", "-m", "tools.exercise_baselines", *(argv if argv is not None else sys.argv[1:])])
+    summary = {"budget": BUDGET, "seeds": list(SEEDS), "device": device_name(resolve_device("auto")),
+               "cpu": cpu_name(), "versions": versions(), "command": command, "steps": steps}
+    atomic_write_json(args.summary, summary)
+    print(f"summary written to {shown_path(args.summary)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

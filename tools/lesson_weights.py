@@ -1,0 +1,76 @@
+"""Train and store the small networks the notebooks' concept sections look inside (results/lessons/).
+
+    python -m tools.lesson_weights                     # baseline, gap and final (about 5 min on 2 cores)
+    python -m tools.lesson_weights --models gap
+
+Each is its step's recipe (``utils.lessons.lesson_config``: seed 1, the last 10,000 training images
+held out), trained into runs/lessons/<model> (a killed run is resumed, a finished one reused), then
+stored as results/lessons/<model>.pt: the weights and the record of the run, a few tens of kB, read
+with ``torch.load(weights_only=True)`` by ``utils.lessons.trained``. Re-run it after a change of
+the recipe or of a network: the notebooks print a note when a stored network is stale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from tools.steps import cpu_name
+from utils.cli import Parser
+from utils.fsutil import atomic_write
+from utils.lessons import LESSON_DIR, LESSON_MODELS, comparable_settings, lesson_config, weights_path
+from utils.runs import REPO_ROOT, RunError, shown_path
+from utils.train import load_checkpoint, train
+
+RUNS = REPO_ROOT / "runs" / "lessons"
+
+
+def train_lesson(model: str, runs_dir: Path, progress: bool) -> dict:
+    """Train (or resume, or reuse) the lesson run of ``model``; its metrics and final weights."""
+    cfg = lesson_config(model)
+    out = runs_dir / model
+    if (out / "checkpoint.pt").exists():
+        if comparable_settings(load_checkpoint(out)["config"]) != comparable_settings(dataclasses.asdict(cfg)):
+            raise RunError(f"{shown_path(out)} holds a run with other settings than the lesson recipe of "
+                           f"'{model}' now; remove that folder")
+        metrics = train(None, resume=out, progress=progress)
+    else:
+        metrics = train(cfg, out, progress=progress)
+    return {"metrics": metrics, "model_state": load_checkpoint(out)["model_state"]}
+
+
+def record(model: str, run: dict, command: str) -> dict:
+    """What results/lessons/<model>.pt holds: plain types and tensors only (weights_only loads it)."""
+    m = run["metrics"]
+    return {"model": model, "config": m["config"], "model_state": run["model_state"], "params": m["params"],
+            "epochs": m["epochs"], "final_val_accuracy": m["final_val_accuracy"],
+            "final_train_accuracy": m["final_train_accuracy"], "device": m["device"], "cpu": cpu_name(),
+            "versions": m["versions"], "command": command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m tools.lesson_weights", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=LESSON_MODELS, default=list(LESSON_MODELS))
+    parser.add_argument("--runs-dir", default=str(RUNS))
+    parser.add_argument("--out", default=str(LESSON_DIR), help="folder for the <model>.pt files")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    progress = not args.no_progress and sys.stderr.isatty()
+    command = shlex.join(["python", "-m", "tools.lesson_weights", *(argv if argv is not None else sys.argv[1:])])
+    for model in args.models:
+        try:
+            run = train_lesson(model, Path(args.runs_dir), progress)
+        except (RunError, ValueError) as exc:
+            parser.error(" ".join(str(exc).split()))
+        path = weights_path(model, args.out)
+        atomic_write(path, lambda tmp, m=model, r=run: torch.save(record(m, r, command), tmp))
+        print(f"{model}: validation accuracy {run['metrics']['final_val_accuracy']:.2f}% at epoch "
+              f"{run['metrics']['epochs']}; stored {shown_path(path)} ({path.stat().st_size / 1e3:.0f} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
