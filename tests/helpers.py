@@ -43,3 +43,14 @@ def copy_of_mnist(root) -> Path:
     for name in data.FILES:
         shutil.copyfile(data.raw_dir() / name, raw / name)
     return raw
+
+
+def one_epoch_metrics(model: str, out) -> dict:
+    """The metrics.json a one-epoch run of ``model`` would write into ``out`` (made by utils.runs, not trained)."""
+    import torch
+
+    from utils.runs import make_metrics
+
+    row = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 50.0, "test_loss": 1.0, "test_accuracy": 60.0,
+           "lr": 0.1, "seconds": 1.0}
+    return make_metrics(recipe(model, epochs=1), 3, [row], 1.0, torch.device("cpu"), out, "arch")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import one_epoch_metrics
 
 from utils import augment, course
 from utils.models import MODELS
@@ -143,13 +144,7 @@ def test_train_drives_a_pluggable_reporter(tmp_path, one_cpu_thread):
 
 
 def test_earlier_metrics_reads_a_sibling_run(tmp_path):
-    import torch
-
-    from utils.runs import make_metrics
-
-    row = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 50.0, "test_loss": 1.0, "test_accuracy": 60.0,
-           "lr": 0.1, "seconds": 1.0}
-    metrics = make_metrics(recipe("baseline"), 3, [row], 1.0, torch.device("cpu"), tmp_path, "arch")
+    metrics = one_epoch_metrics("baseline", tmp_path / "01_baseline")
     (tmp_path / "01_baseline").mkdir()
     (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps(metrics))
     assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") == metrics

@@ -6,6 +6,7 @@ import json
 
 import matplotlib
 import pytest
+from helpers import one_epoch_metrics
 
 from utils import course, plots
 
@@ -49,9 +50,10 @@ def test_previous_step_prefers_the_run_beside_this_one(tmp_path, monkeypatch):
     stored.write_text(json.dumps(SUMMARY))
     monkeypatch.setattr(course, "stored_step_run", lambda nb, seed=1, path=stored: course.stored_seed(nb, seed, path)
                         and {"source": "stored"})
+    metrics = one_epoch_metrics("baseline", tmp_path / "01_baseline")
     (tmp_path / "01_baseline").mkdir()
-    (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps({"params": 3}))
-    assert course.previous_step(tmp_path / "02_batchnorm", "01_baseline") == {"params": 3}
+    (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps(metrics))
+    assert course.previous_step(tmp_path / "02_batchnorm", "01_baseline") == metrics
     (tmp_path / "01_baseline" / "metrics.json").unlink()
     assert course.previous_step(tmp_path / "02_batchnorm", "01_baseline") == {"source": "stored"}
 
