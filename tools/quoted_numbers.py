@@ -190,7 +190,7 @@ def read_steps() -> dict | None:
         return None
     try:
         steps = json.loads(STEPS_JSON.read_text())
-        summary_numbers(steps)
+        summary_numbers(steps, {step_number(s.get("notebook")) for s in steps.get("steps", [])})  # every row
     except (OSError, *DAMAGED) as exc:
         raise ValueError(f"{STEPS_JSON} is not what `python -m tools.steps` writes ({reason(exc)}); write it "
                          "again with `make steps`, or restore it from git") from exc
