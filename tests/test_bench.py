@@ -47,6 +47,18 @@ def test_the_levers_asked_for_are_measured_against_the_recipe(tiny_bench):
         assert math.isclose(row["ratio_to_recipe"], row["images_per_second"] / rows[0]["images_per_second"])
 
 
+def test_full_run_trains_the_default_and_todays_path_to_the_same_numbers(tiny_bench):
+    """--full trains both paths; today's path differs only in how memory is managed, so its history
+    must equal the default path's, and the ratio is the one of their walls."""
+    r, res = tiny_bench
+    default, today = res["full"], res["full_today"]
+    assert "--no-reuse-memory" in today["command"] and "--no-reuse-memory" not in default["command"]
+    assert today["config"]["reuse_memory"] is False and default["config"]["reuse_memory"] is True
+    assert today["final_test_accuracy"] == default["final_test_accuracy"]
+    assert math.isclose(res["full_ratio"], today["wall_seconds"] / default["wall_seconds"])
+    assert f"{res['full_ratio']:.2f}x" in r.stdout
+
+
 def test_full_run_plumbing(tiny_bench):
     """--full on a 2-epoch, 512-image run: the figures come back (99.40% is not expected here)."""
     _, res = tiny_bench

@@ -172,6 +172,24 @@ def full_run(device: str, out: Path, extra_args: list[str]) -> dict:
             "wall_seconds": wall, "peak_memory_mb": m["peak_memory_mb"], "config": m["config"]}
 
 
+TODAYS_PATH = ["--no-reuse-memory"]  # the trainer as it ran before the speed work (issue 19): same numbers, slower
+
+
+def full_runs(device: str, out: Path, extra_args: list[str], rounds: int) -> tuple[dict, dict]:
+    """The default path and today's path, each trained ``rounds`` times in child processes taking turns
+    (the order swaps every round, so a burst of load elsewhere hits both); each one's median-wall run."""
+    walls: dict[str, list[dict]] = {"default": [], "today": []}
+    for r in range(rounds):
+        for path in (("today", "default") if r % 2 == 0 else ("default", "today")):
+            args = extra_args + (TODAYS_PATH if path == "today" else [])
+            walls[path].append(full_run(device, out / f"{path}-{r + 1}", args))
+    picked = {}
+    for path, found in walls.items():
+        found.sort(key=lambda f: f["wall_seconds"])
+        picked[path] = {**found[(len(found) - 1) // 2], "all_wall_seconds": [f["wall_seconds"] for f in found]}
+    return picked["default"], picked["today"]
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
@@ -188,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="DataLoader num_workers of the usual pipeline; the first gives the ratio (default: 0 2)")
     p.add_argument("--levers", nargs="*", choices=LEVER_NAMES, metavar="LEVER",
                    help=f"also measure levers on our trainer (none named: all of {', '.join(LEVER_NAMES)})")
-    p.add_argument("--full", action="store_true", help="also train the default recipe once: time to 99.40%%")
+    p.add_argument("--full", action="store_true",
+                   help="also train the default recipe, and today's path (the trainer before the speed work, "
+                        "--no-reuse-memory) in turns: full-run walls, their ratio, time to 99.40%%")
+    p.add_argument("--full-rounds", type=positive_int, default=1, metavar="N",
+                   help="full runs of each path with --full; the median counts (default: 1)")
     p.add_argument("--full-out", help="run folder of --full (default: runs/bench/full-<device>-<time>)")
     p.add_argument("--train-args", default="", help=argparse.SUPPRESS)  # extra utils.train arguments, for the tests
     p.add_argument("--json", help="result file (default: runs/bench/bench-<device>.json)")
@@ -228,14 +250,18 @@ def main(argv: list[str] | None = None) -> int:
            "usual_variants": [{"num_workers": w, "images_per_second": statistics.median(v)} for w, v in usual.items()],
            "ours": {"config": dataclasses.asdict(cfg), "images_per_second": ours_ips, "eval_seconds_10k": eval_seconds},
            "usual_images_per_second": usual_ips, "ours_images_per_second": ours_ips, "ratio": ours_ips / usual_ips,
-           "epoch_seconds_60k_with_eval": TRAIN_IMAGES / ours_ips + eval_seconds, "levers": None, "full": None}
+           "epoch_seconds_60k_with_eval": TRAIN_IMAGES / ours_ips + eval_seconds, "levers": None, "full": None,
+           "full_today": None, "full_ratio": None}
     print(f"usual: {usual_ips:,.0f} img/s (DataLoader, num_workers={workers[0]})\n"
           f"ours: {ours_ips:,.0f} img/s\nratio ours/usual: {res['ratio']:.2f}x")
     if args.levers is not None:
         res["levers"] = measure_levers(dd, cfg, device, args.levers or LEVER_NAMES, args.repeats)
     if args.full:
         out = Path(args.full_out or RUNS / f"full-{device.type}-{stamp:%Y%m%d-%H%M%S}")
-        res["full"] = full_run(device.type, out, shlex.split(args.train_args))
+        res["full"], res["full_today"] = full_runs(device.type, out, shlex.split(args.train_args), args.full_rounds)
+        res["full_ratio"] = res["full_today"]["wall_seconds"] / res["full"]["wall_seconds"]
+        print(f"full run: {res['full']['wall_seconds']:.1f} s, today's path {res['full_today']['wall_seconds']:.1f} s: "
+              f"{res['full_ratio']:.2f}x")
     atomic_write_json(path, res)
     print(f"written {path}")
     return 0
@@ -293,13 +319,16 @@ def speed_markdown(results: list[dict]) -> str:
         speed.append([when, host(r), f"{r['usual_images_per_second']:,.0f}", f"{r['ours_images_per_second']:,.0f}",
                       f"**{r['ratio']:.1f}×**", f"{r['epoch_seconds_60k_with_eval']:.1f}",
                       cell(full.get("seconds_to_goal"), ".0f"), acc, cell(full.get("wall_seconds"), ".0f"),
+                      cell((r.get("full_today") or {}).get("wall_seconds"), ".0f"),
+                      "–" if r.get("full_ratio") is None else f"{r['full_ratio']:.2f}×",
                       cell(full.get("peak_memory_mb"), ",.0f")])
         workers = ", ".join(f"{v['num_workers']}: {v['images_per_second']:,.0f}" for v in r["usual_variants"])
         arguments = r["command"].split(maxsplit=3)[3:]  # after "python -m <module>", which has moved over time
         how.append([when, f"`{arguments[0]}`" if arguments else "–", f"{r['images']:,}", str(r["repeats"]), workers,
                     f"{r['machine']['cpu_count']} / {r['machine']['torch_threads']}", r["versions"]["torch"]])
     lines = table(["date", "device", "usual (img/s)", "ours (img/s)", "ours / usual", "one epoch, ours (s)",
-                   "time to 99.40% (s)", "final test acc.", "full run (s)", "peak memory (MB)"], speed)
+                   "time to 99.40% (s)", "final test acc.", "full run (s)", "full run, today's path (s)",
+                   "today's path / full run", "peak memory (MB)"], speed)
     lines += ["", *table(["date", "arguments", "images timed", "runs (median)", "usual by num_workers (img/s)",
                           "CPUs / threads", "torch"], how)]
     hosts = [r for r in results if r["levers"]]

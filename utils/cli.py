@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="RUN_DIR",
                    help="run folder (default: runs/<model>-seed<seed>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue a killed run from its last epoch (only --device and --data-root may change)")
+                   help="continue a killed run from its last epoch (only --device, --data-root and --reuse-memory "
+                        "may change)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
     return p

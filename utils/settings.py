@@ -84,7 +84,8 @@ def resumed(saved, asked, may_change: tuple[str, ...], where: str):
     for f in dataclasses.fields(saved):
         mine, theirs = getattr(asked, f.name), getattr(saved, f.name)
         if f.name not in may_change and mine != theirs:
-            allowed = " and ".join(flag(name) for name in may_change)
+            flags = [flag(name) for name in may_change]
+            allowed = ", ".join(flags[:-1]) + " and " + flags[-1] if len(flags) > 1 else flags[0]
             raise RunError(f"{where}: {flag(f.name, mine)} asks for {f.name} {mine!r}, but the saved run has "
                              f"{theirs!r}; a resumed run keeps its settings (only {allowed} may change): drop "
                              f"{flag(f.name, mine)}, or start a new run with another --out")
