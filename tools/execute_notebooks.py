@@ -47,7 +47,22 @@ def normalise(nb) -> None:
             cell.metadata.pop("tags")
         if "id" not in cell:
             cell["id"] = generate_corpus_id()
+        if "outputs" in cell:
+            cell.outputs = merged_streams(cell.outputs)
     nbformat.validate(nb)
+
+
+def merged_streams(outputs: list) -> list:
+    """Consecutive prints to one stream as one output, as JupyterLab's output area stores them
+    (the kernel sends a busy host's prints one message each)."""
+    merged = []
+    for out in outputs:
+        if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                and merged[-1].name == out.name):
+            merged[-1].text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def problems(nb) -> list[str]:

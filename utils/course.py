@@ -366,14 +366,16 @@ def mean_change(before: dict, now: dict) -> str:
 
 def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> None:
     """Why this notebook's run of ``seed`` can end a few hundredths away from the same seed in the table:
-    the sweep ran with another thread count, which changes the order of the float sums."""
+    the sweep may have run on another CPU or thread count, which changes the order of the float sums."""
     found = stored_seed(notebook, seed, path)
     if found is None:
         return
     summary, _, run = found
-    print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({summary['device']}). This notebook trains "
-          f"seed {seed} too, with torch's default thread count: another thread count sums the floats in another "
-          "order, so the same code and seed can end a few hundredths apart (README, Reproducibility).")
+    where = ", ".join(x for x in (summary.get("cpu"), summary["device"]) if x)
+    print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({where}). This notebook trains seed {seed} "
+          "too, on this machine's CPU and thread count (its first training line): another CPU or thread count sums "
+          "the floats in another order, so the same code and seed can end a few hundredths apart (README, "
+          "Reproducibility).")
 
 
 def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:
