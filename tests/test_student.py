@@ -1,0 +1,213 @@
+"""The student edition that ``make student`` writes to build/student/ (otter assign on each notebook).
+
+* fast: each exercise cell of the student edition against its solution in notebooks/ (no solution line
+  left, otter's placeholder there, the rest of the cell kept), its ``grader.check`` cell and its test
+  file (the master's own asserts), the otter cell after the set-up cell, and no stored output at all;
+* slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
+  ``grader.check`` reports its exercise as not passed.
+
+That the solutions pass every check is nbval's run of notebooks/ in quick mode (tests/test_notebooks.py):
+there the checks are plain code cells that raise when a solution is wrong.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from utils.course import QUICK_ENV
+from utils.models import STEPS
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+STUDENT = ROOT / "build" / "student"
+BOUNDARY = re.compile(r"#\s+(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS)\b")
+SOLUTION_LINE = re.compile(r"#\s*SOLUTION(\s+NO PROMPT)?\s*$")
+CHECK = re.compile(r'^grader\.check\("([\w-]+)"\)$')
+OTTER_CELL = "# The exercises' checks (otter-grader)"
+STUDENT_RUN_S = 900  # one notebook in quick mode: under a minute here, generous for a loaded CI host
+
+
+def questions(master) -> list[dict]:
+    """Each otter question of a master notebook: its name, solution code cells and test code cells."""
+    import yaml
+
+    found, stack = [], []
+    for cell in master.cells:
+        match = BOUNDARY.match(cell.source) if cell.cell_type == "raw" else None
+        if match:
+            edge, kind = match.groups()
+            if edge == "BEGIN":
+                stack.append(kind)
+                if kind == "QUESTION":
+                    found.append({"name": yaml.safe_load(cell.source)["name"], "solutions": [], "tests": []})
+            else:
+                stack.pop()
+        elif stack and cell.cell_type == "code" and stack[-1] in ("SOLUTION", "TESTS"):
+            found[-1]["solutions" if stack[-1] == "SOLUTION" else "tests"].append(cell.source)
+    return found
+
+
+def split_solution(source: str) -> tuple[list[str], list[str]]:
+    """(the solution's own lines, the lines otter keeps for the student) of one master cell."""
+    solution, kept, inside = [], [], False
+    for line in source.splitlines():
+        if line.strip() == "# BEGIN SOLUTION":
+            inside = True
+        elif line.strip() == "# END SOLUTION":
+            inside = False
+        elif inside:
+            solution.append(line)
+        elif SOLUTION_LINE.search(line):
+            solution.append(line[:SOLUTION_LINE.search(line).start()])
+        else:
+            kept.append(line)
+    return solution, kept
+
+
+def bare(line: str) -> str:
+    """A line without its ``# SOLUTION`` marker and surrounding blanks, as compared here."""
+    return SOLUTION_LINE.sub("", line).strip()
+
+
+def telling(line: str) -> bool:
+    """A solution line long enough to give something away (not a lone bracket)."""
+    return len(re.sub(r"[\s()\[\],]", "", line)) >= 4
+
+
+def case_code(test_file: Path) -> list[str]:
+    """The code of each case of an otter test file (OK format), as Python source."""
+    scope: dict = {}
+    exec(test_file.read_text(), scope)
+    cases = [case for suite in scope["test"]["suites"] for case in suite["cases"]]
+    return ["\n".join(line[4:] for line in case["code"].splitlines()) for case in cases]
+
+
+def same_code(a: str, b: str) -> bool:
+    return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+
+
+def edition_problems(master, student, tests_dir: Path) -> list[str]:
+    """What is wrong with the student edition of ``master`` (empty: nothing)."""
+    bad = []
+    qs = questions(master)
+    code = [c for c in student.cells if c.cell_type == "code"]
+    answers = [c for c in code if "otter_answer_cell" in c.metadata.get("tags", [])]
+    solutions = [s for q in qs for s in q["solutions"]]
+    if len(answers) != len(solutions):
+        return [f"{len(answers)} answer cells for {len(solutions)} solution cells"]
+    # lines the master shows outside its solutions (a lesson cell may hold the same line as a solution)
+    public = {line.strip() for c in master.cells if c.source not in solutions for line in c.source.splitlines()}
+    public |= {line.strip() for s in solutions for line in split_solution(s)[1]}
+    everywhere = {bare(line) for c in student.cells for line in c.source.splitlines()}
+    for solution, answer in zip(solutions, answers, strict=True):
+        own, kept = split_solution(solution)
+        lines = [bare(line) for line in answer.source.splitlines()]
+        leaked = [line.strip() for line in own if telling(line)
+                  and (line.strip() in lines or (line.strip() in everywhere and line.strip() not in public))]
+        if leaked:
+            bad.append(f"solution code left in the student edition: {leaked[0]!r}")
+        if "..." not in answer.source:
+            bad.append(f"no placeholder (...) in the answer cell {answer.source[:40]!r}")
+        missing = [line.strip() for line in kept if line.strip() and line.strip() not in lines]
+        if missing:
+            bad.append(f"a line of the exercise cell not kept for the student: {missing[0]!r}")
+    checks = [m.group(1) for c in code if (m := CHECK.match(c.source.strip()))]
+    if checks != [q["name"] for q in qs]:
+        bad.append(f"check cells {checks}, not one per exercise in order {[q['name'] for q in qs]}")
+    for q in qs:
+        test_file = tests_dir / f"{q['name']}.py"
+        if not test_file.is_file():
+            bad.append(f"no test file {test_file.name}")
+            continue
+        cases = case_code(test_file)
+        if len(cases) != len(q["tests"]) or not all(map(same_code, cases, q["tests"])):
+            bad.append(f"{test_file.name} does not hold the master's checks of {q['name']}")
+    for cell in code:
+        if cell.get("outputs") or cell.get("execution_count"):
+            bad.append(f"a stored output or execution count in the student edition: {cell.source[:40]!r}")
+    setup = next(i for i, c in enumerate(code) if "import google.colab" in c.source)
+    if setup + 1 >= len(code) or OTTER_CELL not in code[setup + 1].source:
+        bad.append("the otter cell does not come right after the set-up cell")
+    return bad
+
+
+def student_edition(stem: str):
+    path = STUDENT / f"{stem}.ipynb"
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing: run `make student`"
+    master = NOTEBOOKS / f"{stem}.ipynb"
+    assert path.stat().st_mtime >= master.stat().st_mtime, f"{path.relative_to(ROOT)} is stale: run `make student`"
+    return nbformat.read(master, as_version=4), nbformat.read(path, as_version=4)
+
+
+def test_five_student_notebooks_with_their_checks_and_autograders():
+    assert sorted(p.stem for p in STUDENT.glob("*.ipynb")) == list(STEPS), "run `make student`"
+    for stem in STEPS:
+        assert sorted(STUDENT.glob(f"tests/{stem}/*.py")), stem
+        assert (STUDENT / "autograder" / f"{stem}-autograder.zip").is_file(), stem
+
+
+@pytest.mark.parametrize("stem", list(STEPS))
+def test_each_exercise_cell_is_its_solution_blanked_with_its_check_kept(stem):
+    master, student = student_edition(stem)
+    assert len(questions(master)) >= 2
+    assert edition_problems(master, student, STUDENT / "tests" / stem) == []
+
+
+@pytest.mark.parametrize("stem", list(STEPS))
+def test_the_student_badge_opens_the_student_edition(stem):
+    _, student = student_edition(stem)
+    badges = re.findall(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/([\w./-]+)",
+                        student.cells[0].source)
+    assert badges == [f"student/{stem}.ipynb"]
+
+
+def test_the_comparison_fails_on_a_leaked_solution_a_lost_check_and_an_output():
+    master, student = student_edition("02_batchnorm")
+    tests_dir = STUDENT / "tests" / "02_batchnorm"
+    first_answer = next(i for i, c in enumerate(student.cells) if "otter_answer_cell" in c.metadata.get("tags", []))
+    leaked = copy.deepcopy(student)
+    leaked.cells[first_answer].source = questions(master)[0]["solutions"][0]
+    assert any("solution code left" in p for p in edition_problems(master, leaked, tests_dir))
+    block = copy.deepcopy(student)  # a solution block (# BEGIN SOLUTION ... # END SOLUTION) left in
+    second = [i for i, c in enumerate(block.cells) if "otter_answer_cell" in c.metadata.get("tags", [])][1]
+    block.cells[second].source = questions(master)[1]["solutions"][0].replace("# BEGIN SOLUTION", "").replace(
+        "# END SOLUTION", "")
+    assert any("solution code left" in p for p in edition_problems(master, block, tests_dir))
+    lost = copy.deepcopy(student)
+    lost.cells = [c for c in lost.cells if "grader.check" not in c.source]
+    assert any("check cells" in p for p in edition_problems(master, lost, tests_dir))
+    shown = copy.deepcopy(student)
+    shown.cells[first_answer].outputs = [nbformat.v4.new_output("stream", name="stdout", text="70 11656\n")]
+    assert any("stored output" in p for p in edition_problems(master, shown, tests_dir))
+    other = copy.deepcopy(master)
+    test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_total" in c.source)
+    test_cell.source = test_cell.source.replace("answer_total ==", "answer_total + 1 ==")
+    assert any("does not hold the master's checks" in p for p in edition_problems(other, student, tests_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", list(STEPS))
+def test_the_student_edition_runs_to_the_end_with_every_check_unanswered(stem, monkeypatch):
+    """As handed out, Run All in quick mode: no error and no stderr; each check reports its exercise failing."""
+    from nbclient import NotebookClient
+
+    _, student = student_edition(stem)
+    monkeypatch.setenv(QUICK_ENV, "1")  # the kernel inherits this process's environment
+    NotebookClient(student, timeout=STUDENT_RUN_S, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(STUDENT)}}).execute()
+    code = [c for c in student.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every cell ran"
+    errors = [f"{o.ename}: {o.evalue}" for c in code for o in c.outputs if o.output_type == "error"]
+    stderr = [o.text for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert errors == [] and stderr == []
+    checks = [(m.group(1), c) for c in code if (m := CHECK.match(c.source.strip()))]
+    assert len(checks) >= 2
+    for name, cell in checks:
+        shown = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+        assert shown.startswith(f"{name} results:") and "failed" in shown, (name, shown[:200])
+        assert "All test cases passed" not in shown and "passed!" not in shown, (name, shown[:200])
