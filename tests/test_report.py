@@ -1,5 +1,6 @@
-"""The README's result tables are generated from stored results, and are up to date."""
+"""The result tables of README.md and docs/reproducibility.md are generated from stored results, and are up to date."""
 import json
+import re
 
 from tools import report
 from utils.models import STEPS
@@ -8,6 +9,47 @@ from utils.models import STEPS
 def test_readme_tables_are_regenerated_from_stored_results():
     text = report.README.read_text()
     assert report.render(text) == text, "README.md is stale: run `python -m tools.report`"
+
+
+def test_each_block_is_on_the_page_that_holds_it_and_up_to_date():
+    """The README keeps the course and its result; the speed tables live on docs/reproducibility.md."""
+    held = {page: re.findall(r"<!-- BEGIN (\w+) -->", page.read_text()) for page in report.pages()}
+    assert held == {report.README: ["notebooks", "steps", "seeds", "architecture"], report.REPRODUCIBILITY: ["speed"]}
+    for page in report.pages():
+        assert report.render(page.read_text()) == page.read_text(), f"{page.name} is stale: run make readme"
+
+
+def test_a_stale_block_on_the_second_page_is_found_and_rewritten(tmp_path, monkeypatch, capsys):
+    readme, doc = tmp_path / "README.md", tmp_path / "reproducibility.md"
+    readme.write_text(report.README.read_text())
+    doc.write_text(re.sub(r"(<!-- BEGIN speed -->\n).*?(<!-- END speed -->)", r"\1| stale |\n\2",
+                          report.REPRODUCIBILITY.read_text(), flags=re.S))
+    monkeypatch.setattr(report, "README", readme)
+    monkeypatch.setattr(report, "REPRODUCIBILITY", doc)
+    monkeypatch.setattr(report, "write_figures", lambda *a, **k: None)  # the figures are tested on their own
+    monkeypatch.setattr(report, "stale_figures", lambda *a, **k: [])
+    assert report.main(["--check"]) == 1
+    assert "reproducibility.md" in capsys.readouterr().err
+    assert report.main([]) == 0
+    assert doc.read_text() == report.REPRODUCIBILITY.read_text() and readme.read_text() == report.README.read_text()
+
+
+def test_the_notebooks_table_gives_each_notebook_its_badges_and_training_time():
+    import statistics
+
+    from tools.set_repo import makefile_repo
+
+    steps = json.loads(report.STEPS_JSON.read_text())
+    block = report.notebooks_block()
+    slug = makefile_repo((report.REPO_ROOT / "Makefile").read_text())
+    assert list(report.TEACHES) == list(STEPS)
+    for step in steps["steps"]:
+        stem = step["notebook"]
+        row = next(line for line in block.splitlines() if f"[{stem}](notebooks/{stem}.ipynb)" in line)
+        assert f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{stem}.ipynb" in row
+        assert f"https://colab.research.google.com/github/{slug}/blob/student/{stem}.ipynb" in row
+        minutes = statistics.median(r["wall_seconds"] for r in step["runs"]) / 60
+        assert f"| {minutes:.1f} min |" in row
 
 
 def test_every_step_has_its_change_described_in_course_order():
@@ -53,9 +95,9 @@ def test_the_gpu_seeds_get_their_own_table_command_and_files():
     assert seeds.reproduce(cpu) == "OMP_NUM_THREADS=1 python -m tools.seeds --seeds 1 2"
 
 
-def test_the_readme_quotes_the_torch_2_9_seeds_as_stored():
+def test_the_reproducibility_page_quotes_the_torch_2_9_seeds_as_stored():
     summary = json.loads((report.REPO_ROOT / "results" / "seeds-torch2.9.json").read_text())
     assert summary["versions"]["torch"].startswith("2.9.")
-    text = " ".join(report.README.read_text().split())
+    text = " ".join(report.REPRODUCIBILITY.read_text().split())
     assert (f"torch 2.9.1 gives {summary['at_or_above_goal']} of {len(summary['runs'])} at or above 99.40%, "
             f"mean {summary['mean']:.2f}%, lowest {summary['min']:.2f}%") in text

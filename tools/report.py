@@ -1,12 +1,15 @@
-"""Regenerate the README's result tables and figures from stored results, so no number in it is typed.
+"""Regenerate the result tables and figures of README.md and docs/reproducibility.md from stored results,
+so no number in them is typed.
 
-    python -m tools.report          # rewrite the generated blocks of README.md and results/figures/
-    python -m tools.report --check  # exit 1 if README.md or a figure is out of date
+    python -m tools.report          # rewrite the generated blocks of both pages and results/figures/
+    python -m tools.report --check  # exit 1 if a page or a figure is out of date
 
-Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``:
-``steps`` from results/steps.json, ``seeds`` from results/seeds.json, ``speed`` from
-results/bench/*.json, ``architecture`` from the model itself. The figures: the final architecture
-(from the model) and the training curves of the seeds (from results/seeds.json).
+Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``, on whichever of
+the pages holds it: ``notebooks`` (the course's table of notebooks, training times from
+results/steps.json), ``steps`` from results/steps.json, ``seeds`` from results/seeds.json,
+``architecture`` from the model itself (all in the README), ``speed`` from results/bench/*.json
+(docs/reproducibility.md). The figures: the final architecture (from the model) and the training
+curves of the seeds (from results/seeds.json).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from utils.cli import Parser
 from utils.course import STEPS_JSON, UNREADABLE
-from utils.fsutil import atomic_write
+from utils.fsutil import atomic_write_all
 from utils.runs import REPO_ROOT, shown_path
 from utils.train import stored_settings
 
@@ -26,6 +29,8 @@ from .seeds import CUDA_SUMMARY
 from .seeds import SUMMARY as SEEDS
 
 README = REPO_ROOT / "README.md"
+REPRODUCIBILITY = REPO_ROOT / "docs" / "reproducibility.md"
+MAKEFILE = REPO_ROOT / "Makefile"
 BENCH = REPO_ROOT / "results" / "bench"
 FIGURES = REPO_ROOT / "results" / "figures"
 FIGURE_DPI = 110
@@ -36,6 +41,20 @@ CHANGES = {  # notebook stem -> what its step changes, for the README table
     "04_gap": "global average pooling + 1x1 conv instead of the dense head",
     "05_augmentation": "+ augmentation (same network as step 4)",
 }
+
+TEACHES = {  # notebook stem -> what a student learns there, for the README's table of notebooks
+    "01_baseline": "the data and its normalisation; a convolution by hand; feature maps; parameter arithmetic; "
+                   "the receptive field, computed and measured; the training loop and the LR schedule",
+    "02_batchnorm": "BatchNorm by hand, checked against nn.BatchNorm2d; activations and gradients per layer; "
+                    "train versus eval mode; recalibrating the running statistics",
+    "03_dropout": "Dropout masks and the 1/(1-p) scaling; why 0.05 and where; its effect on the gap over seeds",
+    "04_gap": "global average pooling against Flatten + Linear; the 1x1 convolution as a Linear; "
+              "class activation maps",
+    "05_augmentation": "step 4's mistakes; affine augmentation on a batch, exaggerated and at the recipe's "
+                       "strength; the final model's mistakes",
+}
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+STUDENT_BRANCH = "student"  # tools.student.STUDENT_BRANCH (not imported: tools.student runs in .venv-otter)
 
 
 class StoredResultError(Exception):
@@ -89,6 +108,39 @@ def steps_table(summary: dict) -> str:
              f"Command: `{summary['command']}`; `python -m tools.report` regenerates this table and the figure.",
              "",
              "![Final test accuracy per step over seeds](results/figures/steps.png)"]
+    return "\n".join(rows)
+
+
+def repo_slug() -> str:
+    """The course's GitHub OWNER/NAME, from the Makefile's ``REPO ?=`` line (make repo rewrites it)."""
+    from .set_repo import makefile_repo
+
+    return makefile_repo(MAKEFILE.read_text())
+
+
+def notebooks_block(path: Path | None = None) -> str:
+    """The five notebooks: what each teaches, its training time (results/steps.json) and its Colab badges."""
+    import statistics
+
+    path = STEPS_JSON if path is None else path
+    if not path.exists():
+        return "_Not measured yet: run `make steps`._"
+    slug = repo_slug()
+    colab = f"https://colab.research.google.com/github/{slug}/blob"
+    with reading(path, "make steps"):
+        summary = read_json(path, "make steps")
+        rows = ["| step | notebook | what it teaches | training | course | student edition |",
+                "|---:|---|---|---:|---|---|"]
+        for i, step in enumerate(summary["steps"], 1):
+            stem = step["notebook"]
+            wall = statistics.median(run["wall_seconds"] for run in step["runs"])
+            rows.append(f"| {i} | [{stem}](notebooks/{stem}.ipynb) | {TEACHES.get(stem, '')} | {wall / 60:.1f} min | "
+                        f"[![Open In Colab]({COLAB_BADGE})]({colab}/main/notebooks/{stem}.ipynb) | "
+                        f"[![Open In Colab]({COLAB_BADGE})]({colab}/{STUDENT_BRANCH}/{stem}.ipynb) |")
+        rows += ["", f"Training: the median wall time of the {len(summary['seeds'])} seeds of `make steps` "
+                     f"(results/steps.json: {summary['cpu']}, {summary['device']}, two runs at a time). "
+                     "Course: the notebook with its solutions and stored outputs; student edition: the same "
+                     "notebook with the exercises left to do and their checks (`make student`)."]
     return "\n".join(rows)
 
 
@@ -187,7 +239,8 @@ def write_figures(folder: Path = FIGURES, drawn: dict | None = None) -> None:
         plt.close(fig)
 
 
-BLOCKS = {"steps": steps_block, "seeds": seeds_block, "speed": speed_block, "architecture": architecture_block}
+BLOCKS = {"notebooks": notebooks_block, "steps": steps_block, "seeds": seeds_block, "speed": speed_block,
+          "architecture": architecture_block}
 
 
 def render(text: str) -> str:
@@ -198,28 +251,36 @@ def render(text: str) -> str:
     return text
 
 
+def pages() -> list[Path]:
+    """The pages whose generated blocks come from stored results (read at call time, so tests can move them)."""
+    return [README, REPRODUCIBILITY]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page or a figure is out of date")
     args = parser.parse_args(argv)
-    old = README.read_text()
+    old = {page: page.read_text() for page in pages()}
     try:
-        new = render(old)
+        new = {page: render(text) for page, text in old.items()}
+        changed = [page for page in old if new[page] != old[page]]
         if args.check:
-            stale = (["README.md"] if new != old else []) + [f"results/figures/{n}" for n in stale_figures()]
-        else:  # every figure drawn before the README or any figure is written
+            stale = [shown_path(page) for page in changed] + [f"results/figures/{n}" for n in stale_figures()]
+        else:  # every figure drawn before any page or figure is written
             drawn = {name: draw() for name, draw in figures().items()}
     except StoredResultError as exc:
         parser.error(str(exc))
+    names = " and ".join(shown_path(page) for page in old)
     if args.check:
         if stale:
             print(f"out of date: {', '.join(stale)}; run `python -m tools.report`", file=sys.stderr)
             return 1
-        print("README.md and its figures are up to date")
+        print(f"{names} and their figures are up to date")
         return 0
-    atomic_write(README, lambda tmp: tmp.write_text(new))
+    if changed:
+        atomic_write_all({page: new[page].encode() for page in changed})
     write_figures(drawn=drawn)
-    print(("README.md regenerated" if new != old else "README.md already up to date")
+    print((f"regenerated {', '.join(shown_path(p) for p in changed)}" if changed else f"{names} already up to date")
           + f"; figures written to {FIGURES.relative_to(REPO_ROOT)}/")
     return 0
 
