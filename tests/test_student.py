@@ -91,6 +91,44 @@ def same_code(a: str, b: str) -> bool:
     return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
 
 
+def bound_names(tree: ast.AST) -> set[str]:
+    """Every name a piece of code binds: assignments, imports, defs, classes, loop and with targets."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def unbound_in_checks(master, student, tests_dir: Path) -> dict[str, set[str]]:
+    """Names each check reads that neither the student edition's cells, nor a right answer (what the
+    solutions define), nor the check itself define.
+
+    otter runs a check in a copy of the notebook's globals, so what one check imports is gone for the
+    next: a check that leans on another check's import fails for every student."""
+    import builtins
+
+    kept = [c.source for c in student.cells if c.cell_type == "code" and not CHECK.match(c.source.strip())]
+    kept += [s for q in questions(master) for s in q["solutions"]]
+    defined = set(dir(builtins)) | {"grader"}
+    for source in kept:
+        defined |= bound_names(ast.parse(source))
+    unbound = {}
+    for test_file in sorted(tests_dir.glob("*.py")):
+        for code in case_code(test_file):
+            tree = ast.parse(code)
+            read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            if missing := read - defined - bound_names(tree):
+                unbound.setdefault(test_file.stem, set()).update(missing)
+    return unbound
+
+
 def edition_problems(master, student, tests_dir: Path) -> list[str]:
     """What is wrong with the student edition of ``master`` (empty: nothing)."""
     bad = []
@@ -127,6 +165,8 @@ def edition_problems(master, student, tests_dir: Path) -> list[str]:
         cases = case_code(test_file)
         if len(cases) != len(q["tests"]) or not all(map(same_code, cases, q["tests"])):
             bad.append(f"{test_file.name} does not hold the master's checks of {q['name']}")
+    for question, names in unbound_in_checks(master, student, tests_dir).items():
+        bad.append(f"the check of {question} reads {sorted(names)}, which no cell of the student edition defines")
     for cell in code:
         if cell.get("outputs") or cell.get("execution_count"):
             bad.append(f"a stored output or execution count in the student edition: {cell.source[:40]!r}")
@@ -184,6 +224,10 @@ def test_the_comparison_fails_on_a_leaked_solution_a_lost_check_and_an_output():
     shown = copy.deepcopy(student)
     shown.cells[first_answer].outputs = [nbformat.v4.new_output("stream", name="stdout", text="70 11656\n")]
     assert any("stored output" in p for p in edition_problems(master, shown, tests_dir))
+    unbound = copy.deepcopy(student)  # the name a check reads is defined only in another check
+    unbound.cells = [c for c in unbound.cells if "import build_model" not in c.source]
+    assert any("which no cell of the student edition defines" in p
+               for p in edition_problems(master, unbound, tests_dir))
     other = copy.deepcopy(master)
     test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_total" in c.source)
     test_cell.source = test_cell.source.replace("answer_total ==", "answer_total + 1 ==")
