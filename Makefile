@@ -39,7 +39,7 @@ help:
 	@echo "make test    set up, then lint and run the whole test suite"
 	@echo "make test-fast  the tests without real training (pytest -m 'not slow'): about 3 min on 2 cores, the loop while editing"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
-	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/)"
+	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/), then the built book"
 	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
 	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), summary in results/seeds.json (make readme puts it in the README)"
 	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, summary in results/steps.json (resumable)"
@@ -87,7 +87,7 @@ $(E2E_STAMP): $(STAMP) requirements-e2e.txt
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-e2e: data $(E2E_STAMP) chromium
+e2e: data $(E2E_STAMP) chromium book
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/e2e -p no:cacheprovider --tb=short $(E2E_ARGS)
 
 # A second environment with an older torch pair (Colab keeps its own): the fast tests and every
@@ -147,6 +147,16 @@ $(OTTER_STAMP): requirements-otter.txt constraints-otter.txt
 
 student: $(OTTER_STAMP)
 	$(OTTER_VENV)/bin/python -m tools.student
+
+# The course as a static HTML book from the stored notebooks (never executed): build/book/_build/html/.
+# After editing a notebook: re-execute it (make notebooks), then make book.
+$(BOOK_STAMP): requirements-book.txt constraints-book.txt
+	test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-book.txt -c constraints-book.txt
+	touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
+	$(BOOK_VENV)/bin/python -m tools.book
 
 clean:
 	rm -rf build .pytest_cache
