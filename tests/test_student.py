@@ -4,7 +4,8 @@
   left, otter's placeholder there, the rest of the cell kept), its ``grader.check`` cell and its test
   file (the master's own asserts), the otter cell after the set-up cell, and no stored output at all;
 * slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
-  ``grader.check`` reports its exercise as not passed.
+  ``grader.check`` reports its exercise as not passed; then, in the same kernel, each answer cell
+  typed in with its solution and run with its check: every check passes.
 
 That the solutions pass every check is nbval's run of notebooks/ in quick mode (tests/test_notebooks.py):
 there the checks are plain code cells that raise when a solution is wrong.
@@ -234,24 +235,54 @@ def test_the_comparison_fails_on_a_leaked_solution_a_lost_check_and_an_output():
     assert any("does not hold the master's checks" in p for p in edition_problems(other, student, tests_dir))
 
 
+def problems_in(cells) -> list[str]:
+    errors = [f"{o.ename}: {o.evalue}" for c in cells for o in c.outputs if o.output_type == "error"]
+    return errors + [f"stderr: {o.text}" for c in cells for o in c.outputs
+                     if o.output_type == "stream" and o.name == "stderr"]
+
+
+def check_reports(cells) -> dict[str, str]:
+    """What each ``grader.check`` cell showed (its text/plain), by exercise."""
+    return {m.group(1): "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
+            for c in cells if (m := CHECK.match(c.source.strip()))}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", list(STEPS))
-def test_the_student_edition_runs_to_the_end_with_every_check_unanswered(stem, monkeypatch):
-    """As handed out, Run All in quick mode: no error and no stderr; each check reports its exercise failing."""
+def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_answered(stem, monkeypatch):
+    """As a student works: Run All of the edition as handed out, in quick mode, ends with no error and no
+    stderr, every check reporting its exercise as not passed; then, in the same kernel, each answer cell
+    typed in with its solution and run again, followed by its check: every check passes."""
     from nbclient import NotebookClient
 
-    _, student = student_edition(stem)
+    master, student = student_edition(stem)
     monkeypatch.setenv(QUICK_ENV, "1")  # the kernel inherits this process's environment
-    NotebookClient(student, timeout=STUDENT_RUN_S, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(STUDENT)}}).execute()
+    client = NotebookClient(student, timeout=STUDENT_RUN_S, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(STUDENT)}})
     code = [c for c in student.cells if c.cell_type == "code"]
-    assert all(c.execution_count for c in code), "every cell ran"
-    errors = [f"{o.ename}: {o.evalue}" for c in code for o in c.outputs if o.output_type == "error"]
-    stderr = [o.text for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
-    assert errors == [] and stderr == []
-    checks = [(m.group(1), c) for c in code if (m := CHECK.match(c.source.strip()))]
-    assert len(checks) >= 2
-    for name, cell in checks:
-        shown = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+    answers = [c for c in code if "otter_answer_cell" in c.metadata.get("tags", [])]
+    solutions = [s for q in questions(master) for s in q["solutions"]]
+    with client.setup_kernel():
+        for index, cell in enumerate(student.cells):
+            client.execute_cell(cell, index)
+        unanswered = check_reports(code)
+        assert all(c.execution_count for c in code), "every cell ran"
+        assert problems_in(code) == []
+        answered = []  # each answer, then the cells up to its check, run again as the student would
+        for answer, solution in zip(answers, solutions, strict=True):
+            start = code.index(answer)
+            check = next(c for c in code[start:] if CHECK.match(c.source.strip()))
+            again = [nbformat.from_dict(copy.deepcopy(c)) for c in code[start:code.index(check) + 1]]
+            again[0].source = solution
+            for cell in again:
+                student.cells.append(cell)
+                client.execute_cell(cell, len(student.cells) - 1)
+            answered += again
+    assert len(unanswered) >= 2
+    for name, shown in unanswered.items():
         assert shown.startswith(f"{name} results:") and "failed" in shown, (name, shown[:200])
         assert "All test cases passed" not in shown and "passed!" not in shown, (name, shown[:200])
+    assert problems_in(answered) == []
+    reports = check_reports(answered)
+    assert list(reports) == list(unanswered)
+    assert [name for name, shown in reports.items() if "passed!" not in shown] == [], reports
