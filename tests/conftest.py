@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from utils import data
+from utils.models import STEPS
 
 collect_ignore = ["e2e"]  # the browser test needs Chromium + Playwright: `make e2e` runs it, `make test` does not
 
@@ -24,3 +25,12 @@ def one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=list(STEPS), scope="session")
+def committed_notebook(request):
+    """(stem, notebook) for each committed course notebook, read once per session; edit a copy
+    (helpers.copy_of), never this one."""
+    from helpers import read_notebook
+
+    return request.param, read_notebook(request.param)

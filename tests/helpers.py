@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import nbformat
 
 from utils import data
 from utils.train import Config, recipe
@@ -54,3 +57,47 @@ def one_epoch_metrics(model: str, out) -> dict:
     row = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 50.0, "test_loss": 1.0, "test_accuracy": 60.0,
            "lr": 0.1, "seconds": 1.0}
     return make_metrics(recipe(model, epochs=1), 3, [row], 1.0, torch.device("cpu"), out, "arch")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the committed notebooks (test_notebooks*.py)
+# --------------------------------------------------------------------------------------------------
+
+NOTEBOOKS = ROOT / "notebooks"
+EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%"
+                        r"\s+start lr ([\d.]+)")
+
+
+def read_notebook(stem: str):
+    return nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+
+
+def copy_of(nb):
+    """An independent copy of a notebook node, to edit without touching the shared one."""
+    return nbformat.reads(nbformat.writes(nb), as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def stream_text(cell, name: str = "stdout") -> str:
+    return "".join(o["text"] for o in cell.outputs if o.output_type == "stream" and o.name == name)
+
+
+def stdout_of(nb) -> str:
+    return "".join(stream_text(c) for c in code_cells(nb))
+
+
+def markdown_outputs(cell) -> list[str]:
+    return [o["data"]["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})]
+
+
+def cell_calling(nb, call: str):
+    found = [c for c in code_cells(nb) if call in c.source]
+    assert len(found) == 1, f"expected one cell calling {call}, found {len(found)}"
+    return found[0]
