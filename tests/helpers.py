@@ -50,14 +50,20 @@ def copy_of_mnist(root) -> Path:
 
 def one_epoch_metrics(model: str, out) -> dict:
     """The metrics.json a one-epoch run of ``model`` would write into ``out`` (made by utils.runs, not trained)."""
+    return metrics_of(model, out, [60.0])
+
+
+def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> dict:
+    """The metrics.json a run of ``model`` with this test accuracy at each epoch would write into ``out``
+    (made by utils.runs, not trained)."""
     import torch
 
     from utils.runs import make_metrics
 
-    row = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 50.0, "test_loss": 1.0, "test_accuracy": 60.0,
-           "lr": 0.1, "seconds": 1.0}
-    return make_metrics(recipe(model, epochs=1), 3, [row], 1.0, torch.device("cpu"), out, "arch")
-
+    history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "test_loss": 1.0, "test_accuracy": acc,
+                "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
+    return make_metrics(recipe(model, epochs=len(history), seed=seed), 3, history, 1.0, torch.device("cpu"), out,
+                        "arch")
 
 # --------------------------------------------------------------------------------------------------
 # Reading the committed notebooks (test_notebooks*.py)

@@ -265,3 +265,30 @@ def test_a_builder_or_a_model_trains_like_the_registered_step(reference, tmp_pat
     small = train(cfg, tmp_path / "small", model=lambda: FinalNet(dropout=0.5), progress=False, log=quiet)
     assert without_timing(small["history"]) != without_timing(ref["history"])
     assert MODELS == registry, "the registry is left as it was"
+
+
+# --------------------------------------------------------------------------------------------------
+# Which device a run uses (--device auto / cpu / cuda / mps)
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gpu", [True, False], ids=["with a GPU", "without one"])
+def test_auto_picks_cuda_when_there_is_a_gpu_else_the_cpu(monkeypatch, gpu):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert runs.resolve_device("auto") == torch.device("cuda" if gpu else "cpu")
+    assert runs.resolve_device("cpu") == torch.device("cpu")
+
+
+def test_auto_takes_apples_mps_when_there_is_no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runs.resolve_device("auto") == torch.device("mps")
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_a_device_that_is_not_there_is_one_clear_error_before_the_run_folder(monkeypatch, tmp_path, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"--device {name} was asked for, but .* use --device cpu or auto"):
+        train(tiny_config(device=name), tmp_path / "run", progress=False, log=quiet)
+    assert not (tmp_path / "run").exists(), "nothing written"
