@@ -1,6 +1,9 @@
 """Shared fixtures. The repository root is importable (pytest.ini sets pythonpath = .)."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
@@ -34,3 +37,34 @@ def committed_notebook(request):
     from helpers import read_notebook
 
     return request.param, read_notebook(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``tiny_run(cfg)``: (run folder, metrics) of ``train(cfg)``, trained once per session per settings
+    (on one CPU thread, as the tests compare runs bit for bit) and shared by every test that asks for the
+    same settings. Read-only: copy the folder before changing anything in it."""
+    from utils.train import train
+
+    done = {}
+
+    def run(cfg):
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        if key not in done:
+            out = tmp_path_factory.mktemp("tiny") / "run"
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                done[key] = out, train(cfg, out, progress=False, log=lambda *_: None)
+            finally:
+                torch.set_num_threads(before)
+        return done[key]
+
+    return run
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """For arguments or states that must be refused: a refusal gone missing would start training (minutes,
+    in-process), so the first epoch fails the test instead."""
+    monkeypatch.setattr("utils.train.train_epoch", lambda *a: pytest.fail("training started"))

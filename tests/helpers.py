@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from utils import data
 from utils.train import Config, recipe
@@ -64,6 +65,42 @@ def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> 
                 "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
     return make_metrics(recipe(model, epochs=len(history), seed=seed), 3, history, 1.0, torch.device("cpu"), out,
                         "arch")
+
+def quiet(*_):
+    """A log= that prints nothing."""
+
+
+def stop_after_saving(patch, epochs: int, why: str = "Ctrl-C") -> None:
+    """Make the next run raise KeyboardInterrupt right after it saved epoch ``epochs`` (what Ctrl-C, or a
+    SIGKILL, then leaves on disk); ``patch``: a monkeypatch (context)."""
+    from utils import runs
+
+    real_save = runs.save_run
+
+    def save_then_stop(out, model, opt, sched, cfg, history, *rest):
+        real_save(out, model, opt, sched, cfg, history, *rest)
+        if len(history) == epochs:
+            raise KeyboardInterrupt(f"{why} after epoch {epochs}")
+
+    patch.setattr(runs, "save_run", save_then_stop)
+
+
+def one_error_line(capsys, main, argv, *words, status=2):
+    """``main(argv)`` ends with exit status ``status`` and exactly one line on stderr, naming ``words``
+    (an ``error:`` line for status 2)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    except KeyboardInterrupt as exc:  # else pytest would take it for the user's Ctrl-C and stop the session
+        pytest.fail(f"KeyboardInterrupt escaped: {exc!r}")
+    assert code == status, capsys.readouterr()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and (status != 2 or ": error: " in lines[0]), lines
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
 
 # --------------------------------------------------------------------------------------------------
 # Reading the committed notebooks (test_notebooks*.py)
