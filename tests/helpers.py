@@ -66,6 +66,27 @@ def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> 
     return make_metrics(recipe(model, epochs=len(history), seed=seed), 3, history, 1.0, torch.device("cpu"), out,
                         "arch")
 
+def requirements(name: str) -> dict[str, str | None]:
+    """name -> pinned version (None when unpinned) from a requirements file at the repository root."""
+    reqs = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, _, version = line.partition("==")
+            reqs[package.lower()] = version or None
+    return reqs
+
+
+def pins(name: str) -> dict[str, str]:
+    """name -> version of every ``name==version`` line of a constraints file at the repository root."""
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            package, version = line.strip().split("==")
+            found[package.lower().replace("_", "-")] = version
+    return found
+
+
 def quiet(*_):
     """A log= that prints nothing."""
 

@@ -8,29 +8,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import pins, requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT_TORCH = {"torch": "2.9.1", "torchvision": "0.24.1"}  # Colab's kind of stack: an older pair
-
-
-def requirements(name: str) -> dict[str, str | None]:
-    """name -> pinned version (None when unpinned) from a requirements file."""
-    reqs = {}
-    for line in (ROOT / name).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            package, _, version = line.partition("==")
-            reqs[package.lower()] = version or None
-    return reqs
-
-
-def pins(name: str) -> dict[str, str]:
-    found = {}
-    for line in (ROOT / name).read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            package, version = line.strip().split("==")
-            found[package.lower().replace("_", "-")] = version
-    return found
 
 
 def test_compat_requirements_are_the_main_ones_with_the_older_torch_pair():
