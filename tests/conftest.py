@@ -19,11 +19,12 @@ def mnist():
     return data.load_mnist()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_cpu_thread():
     """Tiny networks on a 2-core machine: one intra-op thread avoids OpenMP barrier stalls when the
-    cores are shared (several x faster, and results are still bit-for-bit deterministic).
-    Module scope, restored afterwards, so a session-wide run elsewhere keeps its own setting."""
+    cores are shared (several x faster when another process holds a core, and results are still
+    bit-for-bit deterministic). For the whole session, so that a run made in this process and one made
+    by a command-line subprocess (OMP_NUM_THREADS=1, helpers.cli_env) sum their floats in the same order."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
