@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -69,3 +70,29 @@ def no_training(monkeypatch):
     """For arguments or states that must be refused: a refusal gone missing would start training (minutes,
     in-process), so the first epoch fails the test instead."""
     monkeypatch.setattr("utils.train.train_epoch", lambda *a: pytest.fail("training started"))
+
+
+@pytest.fixture(scope="session")
+def stopped_run(tmp_path_factory):
+    """``stopped_run(cfg, dest)``: ``dest`` holding a copy of a run of ``cfg`` stopped right after it saved
+    epoch 1 (what a SIGKILL then leaves, and --resume continues); the run is made once per session per
+    settings, each test gets its own copy to resume or damage."""
+    from helpers import quiet, stop_after_saving
+
+    from utils.train import train
+
+    done = {}
+
+    def stopped(cfg, dest):
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        if key not in done:
+            out = tmp_path_factory.mktemp("stopped") / "half"
+            with pytest.MonkeyPatch.context() as patch:
+                stop_after_saving(patch, 1, "stopped")
+                with pytest.raises(KeyboardInterrupt):
+                    train(cfg, out, progress=False, log=quiet)
+            done[key] = out
+        shutil.copytree(done[key], dest)
+        return dest
+
+    return stopped

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 import torch
-from helpers import quiet, stop_after_saving, tiny_config
-
-from utils.train import train
+from helpers import tiny_config
 
 
 def small(**overrides):
@@ -36,12 +33,3 @@ def edited_checkpoint(run_dir, **changes):
             state[key] = value
     torch.save(state, path)
     return path
-
-
-def stopped_after_epoch_1(cfg, out, monkeypatch):
-    """A run of ``cfg`` in ``out`` killed right after it saved epoch 1 (what a SIGKILL then leaves)."""
-    with monkeypatch.context() as patch:
-        stop_after_saving(patch, 1, "stopped")
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg, out, progress=False, log=quiet)
-    return out

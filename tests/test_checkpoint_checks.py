@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from hardening_helpers import edited_checkpoint, small, snapshot, stopped_after_epoch_1
+from hardening_helpers import edited_checkpoint, small, snapshot
 from helpers import one_error_line, without_timing
 
 from utils import cli, predict, runs
@@ -19,9 +19,9 @@ def finished(one_cpu_thread, tiny_run):
 
 
 @pytest.fixture
-def half(one_cpu_thread, tmp_path, monkeypatch):
-    """A run of two epochs stopped after the first: what --resume continues."""
-    return stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
+def half(stopped_run, tmp_path):
+    """A run of two epochs stopped after the first: what --resume continues (this test's own copy)."""
+    return stopped_run(small(), tmp_path / "half")
 
 
 def test_resume_reads_mnist_here_not_at_the_checkpoints_data_root(finished, half, tmp_path, capsys):

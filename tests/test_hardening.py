@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from hardening_helpers import copy_run, edited_checkpoint, quiet, small, snapshot, stopped_after_epoch_1
-from helpers import copy_of_mnist, one_error_line, without_timing
+from hardening_helpers import copy_run, edited_checkpoint, small, snapshot
+from helpers import copy_of_mnist, one_error_line, quiet, without_timing
 
 from utils import cli, data, predict, runs
 from utils.models import build_model
@@ -203,9 +203,9 @@ def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path,
 
 
 # 8. --resume honours what is safe to change and refuses the rest with one line.
-def test_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
+def test_resume_honours_device_and_refuses_other_changes(finished, stopped_run, tmp_path, monkeypatch, capsys):
     ref_dir, ref = finished
-    run = stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
+    run = stopped_run(small(), tmp_path / "half")
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "device": "cuda"})  # as if saved on a GPU machine
     before = snapshot(run)

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from hardening_helpers import quiet, small, snapshot
-from helpers import ROOT, cli_env, one_error_line, tiny_config, without_timing
+from hardening_helpers import small, snapshot
+from helpers import ROOT, cli_env, one_error_line, quiet, tiny_config, without_timing
 
 from utils import cli, fsutil, runs
 from utils.train import train
