@@ -1,7 +1,9 @@
 """The command lines: one clear line for bad arguments, evaluate on a real run, and a training run
-killed with SIGKILL that resumes to the same numbers. One real ``python -m utils.train`` run as a user
-types it (gap_run) and the killed one are subprocesses; the argument checks call each tool's main() in
-this process (the same parser, without paying torch's import for each)."""
+killed with SIGKILL that resumes to the same numbers. The killed run is a subprocess, as a user starts it;
+the rest call each tool's main() in this process (the same parser and code, without paying torch's
+import for each)."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -12,7 +14,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, cli_env, one_error_line, run_module, tiny_config, without_timing
+from helpers import ROOT, cli_env, one_error_line, tiny_config, without_timing
 
 from utils import cli, predict, runs
 
@@ -48,12 +50,16 @@ def test_shared_argument_types(kind, text, ok):
 
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
+    """``python -m utils.train --model gap ...`` through cli.main in this process, its output captured as
+    a pipe or a log file would take it (not a terminal)."""
     out = tmp_path_factory.mktemp("cli") / "gap"
-    r = run_module("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512",
-                   "--device", "cpu", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "final test accuracy" in r.stdout
-    assert "step/s" not in r.stderr, "no progress bar redrawn into a pipe or a log file"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["--model", "gap", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
+                         "--out", str(out)])
+    assert code == 0, stderr.getvalue()
+    assert "final test accuracy" in stdout.getvalue()
+    assert "step/s" not in stderr.getvalue(), "no progress bar redrawn into a pipe or a log file"
     return out
 
 
