@@ -1,10 +1,15 @@
 """Shared fixtures. The repository root is importable (pytest.ini sets pythonpath = .)."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+
 import pytest
 import torch
 
 from utils import data
+from utils.models import STEPS
 
 collect_ignore = ["e2e"]  # the browser test needs Chromium + Playwright: `make e2e` runs it, `make test` does not
 
@@ -15,12 +20,79 @@ def mnist():
     return data.load_mnist()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_cpu_thread():
     """Tiny networks on a 2-core machine: one intra-op thread avoids OpenMP barrier stalls when the
-    cores are shared (several x faster, and results are still bit-for-bit deterministic).
-    Module scope, restored afterwards, so a session-wide run elsewhere keeps its own setting."""
+    cores are shared (several x faster when another process holds a core, and results are still
+    bit-for-bit deterministic). For the whole session, so that a run made in this process and one made
+    by a command-line subprocess (OMP_NUM_THREADS=1, helpers.cli_env) sum their floats in the same order."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=list(STEPS), scope="session")
+def committed_notebook(request):
+    """(stem, notebook) for each committed course notebook, read once per session; edit a copy
+    (helpers.copy_of), never this one."""
+    from helpers import read_notebook
+
+    return request.param, read_notebook(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``tiny_run(cfg)``: (run folder, metrics) of ``train(cfg)``, trained once per session per settings
+    (on one CPU thread, as the tests compare runs bit for bit) and shared by every test that asks for the
+    same settings. Read-only: copy the folder before changing anything in it."""
+    from utils.train import train
+
+    done = {}
+
+    def run(cfg):
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        if key not in done:
+            out = tmp_path_factory.mktemp("tiny") / "run"
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                done[key] = out, train(cfg, out, progress=False, log=lambda *_: None)
+            finally:
+                torch.set_num_threads(before)
+        return done[key]
+
+    return run
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """For arguments or states that must be refused: a refusal gone missing would start training (minutes,
+    in-process), so the first epoch fails the test instead."""
+    monkeypatch.setattr("utils.train.train_epoch", lambda *a: pytest.fail("training started"))
+
+
+@pytest.fixture(scope="session")
+def stopped_run(tmp_path_factory):
+    """``stopped_run(cfg, dest)``: ``dest`` holding a copy of a run of ``cfg`` stopped right after it saved
+    epoch 1 (what a SIGKILL then leaves, and --resume continues); the run is made once per session per
+    settings, each test gets its own copy to resume or damage."""
+    from helpers import quiet, stop_after_saving
+
+    from utils.train import train
+
+    done = {}
+
+    def stopped(cfg, dest):
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        if key not in done:
+            out = tmp_path_factory.mktemp("stopped") / "half"
+            with pytest.MonkeyPatch.context() as patch:
+                stop_after_saving(patch, 1, "stopped")
+                with pytest.raises(KeyboardInterrupt):
+                    train(cfg, out, progress=False, log=quiet)
+            done[key] = out
+        shutil.copytree(done[key], dest)
+        return dest
+
+    return stopped

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import nbformat
+import pytest
 
 from utils import data
 from utils.train import Config, recipe
@@ -47,10 +51,117 @@ def copy_of_mnist(root) -> Path:
 
 def one_epoch_metrics(model: str, out) -> dict:
     """The metrics.json a one-epoch run of ``model`` would write into ``out`` (made by utils.runs, not trained)."""
+    return metrics_of(model, out, [60.0])
+
+
+def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> dict:
+    """The metrics.json a run of ``model`` with this test accuracy at each epoch would write into ``out``
+    (made by utils.runs, not trained)."""
     import torch
 
     from utils.runs import make_metrics
 
-    row = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 50.0, "test_loss": 1.0, "test_accuracy": 60.0,
-           "lr": 0.1, "seconds": 1.0}
-    return make_metrics(recipe(model, epochs=1), 3, [row], 1.0, torch.device("cpu"), out, "arch")
+    history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "test_loss": 1.0, "test_accuracy": acc,
+                "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
+    return make_metrics(recipe(model, epochs=len(history), seed=seed), 3, history, 1.0, torch.device("cpu"), out,
+                        "arch")
+
+def requirements(name: str) -> dict[str, str | None]:
+    """name -> pinned version (None when unpinned) from a requirements file at the repository root."""
+    reqs = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, _, version = line.partition("==")
+            reqs[package.lower()] = version or None
+    return reqs
+
+
+def pins(name: str) -> dict[str, str]:
+    """name -> version of every ``name==version`` line of a constraints file at the repository root."""
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            package, version = line.strip().split("==")
+            found[package.lower().replace("_", "-")] = version
+    return found
+
+
+def quiet(*_):
+    """A log= that prints nothing."""
+
+
+def stop_after_saving(patch, epochs: int, why: str = "Ctrl-C") -> None:
+    """Make the next run raise KeyboardInterrupt right after it saved epoch ``epochs`` (what Ctrl-C, or a
+    SIGKILL, then leaves on disk); ``patch``: a monkeypatch (context)."""
+    from utils import runs
+
+    real_save = runs.save_run
+
+    def save_then_stop(out, model, opt, sched, cfg, history, *rest):
+        real_save(out, model, opt, sched, cfg, history, *rest)
+        if len(history) == epochs:
+            raise KeyboardInterrupt(f"{why} after epoch {epochs}")
+
+    patch.setattr(runs, "save_run", save_then_stop)
+
+
+def one_error_line(capsys, main, argv, *words, status=2):
+    """``main(argv)`` ends with exit status ``status`` and exactly one line on stderr, naming ``words``
+    (an ``error:`` line for status 2)."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    except KeyboardInterrupt as exc:  # else pytest would take it for the user's Ctrl-C and stop the session
+        pytest.fail(f"KeyboardInterrupt escaped: {exc!r}")
+    assert code == status, capsys.readouterr()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and (status != 2 or ": error: " in lines[0]), lines
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the committed notebooks (test_notebooks*.py)
+# --------------------------------------------------------------------------------------------------
+
+NOTEBOOKS = ROOT / "notebooks"
+EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%"
+                        r"\s+start lr ([\d.]+)")
+
+
+def read_notebook(stem: str):
+    return nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+
+
+def copy_of(nb):
+    """An independent copy of a notebook node, to edit without touching the shared one."""
+    return nbformat.reads(nbformat.writes(nb), as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def stream_text(cell, name: str = "stdout") -> str:
+    return "".join(o["text"] for o in cell.outputs if o.output_type == "stream" and o.name == name)
+
+
+def stdout_of(nb) -> str:
+    return "".join(stream_text(c) for c in code_cells(nb))
+
+
+def markdown_outputs(cell) -> list[str]:
+    return [o["data"]["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})]
+
+
+def cell_calling(nb, call: str):
+    found = [c for c in code_cells(nb) if call in c.source]
+    assert len(found) == 1, f"expected one cell calling {call}, found {len(found)}"
+    return found[0]

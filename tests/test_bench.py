@@ -1,24 +1,37 @@
 """`python -m tools.bench` on tiny sizes: it runs, writes a complete JSON, prints what it measured, and the
 README's speed tables render from it. No timed assertions: speed is a measurement, not a test."""
+import contextlib
+import io
 import json
 import math
+import types
 
 import pytest
-from helpers import run_module
+import torch
+from helpers import one_error_line
 
 from tools import bench
 
 
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
+    """One tiny benchmark, run through bench.main in this process (its --full trainings are subprocesses
+    of their own): (what it printed, as .stdout, and the JSON it wrote)."""
     tmp = tmp_path_factory.mktemp("bench")
     path = tmp / "bench.json"
-    args = ["tools.bench", "--images", "256", "--repeats", "1", "--workers", "0", "1", "--device", "cpu",
+    args = ["--images", "256", "--repeats", "1", "--workers", "0", "1", "--device", "cpu",
             "--json", str(path), "--levers", "batch", "channels_last", "--full", "--full-out", str(tmp / "full"),
             "--train-args=--epochs 2 --train-subset 512"]
-    r = run_module(*args, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r, json.loads(path.read_text())
+    printed = io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the command line subprocesses run (cli_env): tiny sizes, a shared machine
+    try:
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+            patch.setenv("OMP_NUM_THREADS", "1")  # the --full trainings, and bench's default thread count
+            assert bench.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return types.SimpleNamespace(stdout=printed.getvalue()), json.loads(path.read_text())
 
 
 def test_both_pipelines_are_measured_and_compared(tiny_bench):
@@ -103,10 +116,8 @@ def test_record_writes_into_the_results_tree(tmp_path, monkeypatch, capsys):
     assert f"written {path}" in capsys.readouterr().out
 
 
-def test_bad_arguments_fail_with_one_line():
-    r = run_module("tools.bench", "--images", "0")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "--images" in r.stderr
+def test_bad_arguments_fail_with_one_line(capsys):
+    one_error_line(capsys, bench.main, ["--images", "0"], "--images")
 
 
 def test_one_setting_is_one_lever_row_across_the_stored_results():

@@ -6,23 +6,22 @@ import zipfile
 
 import pytest
 import torch
-from hardening_helpers import edited_checkpoint, one_error_line, quiet, small, snapshot, stopped_after_epoch_1
-from helpers import without_timing
+from hardening_helpers import edited_checkpoint, small, snapshot
+from helpers import one_error_line, without_timing
 
 from utils import cli, predict, runs
-from utils.train import train
-
-
-@pytest.fixture(scope="module")
-def finished(one_cpu_thread, tmp_path_factory):
-    out = tmp_path_factory.mktemp("checkpoints") / "finished"
-    return out, train(small(), out, progress=False, log=quiet)
 
 
 @pytest.fixture
-def half(one_cpu_thread, tmp_path, monkeypatch):
-    """A run of two epochs stopped after the first: what --resume continues."""
-    return stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
+def finished(one_cpu_thread, tiny_run):
+    """One complete small run: (run folder, returned metrics), shared by the session. Tests work on copies."""
+    return tiny_run(small())
+
+
+@pytest.fixture
+def half(stopped_run, tmp_path):
+    """A run of two epochs stopped after the first: what --resume continues (this test's own copy)."""
+    return stopped_run(small(), tmp_path / "half")
 
 
 def test_resume_reads_mnist_here_not_at_the_checkpoints_data_root(finished, half, tmp_path, capsys):

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from helpers import pins, requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT_TORCH = {"torch": "2.9.1", "torchvision": "0.24.1"}  # Colab's kind of stack: an older pair
-
-
-def requirements(name: str) -> dict[str, str | None]:
-    """name -> pinned version (None when unpinned) from a requirements file."""
-    reqs = {}
-    for line in (ROOT / name).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            package, _, version = line.partition("==")
-            reqs[package.lower()] = version or None
-    return reqs
-
-
-def pins(name: str) -> dict[str, str]:
-    found = {}
-    for line in (ROOT / name).read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            package, version = line.strip().split("==")
-            found[package.lower().replace("_", "-")] = version
-    return found
 
 
 def test_compat_requirements_are_the_main_ones_with_the_older_torch_pair():
@@ -78,11 +58,11 @@ def test_compat_venv_is_ignored_by_git():
     assert r.returncode == 0
 
 
-def test_plain_pytest_does_not_collect_the_browser_test():
-    """`make test` runs plain pytest; tests/e2e needs Chromium and Playwright, so only `make e2e` runs it."""
-    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    collected = [line for line in r.stdout.splitlines() if "::" in line]
-    assert collected and not [line for line in collected if line.startswith("tests/e2e")]
-    assert any(line.startswith("tests/test_ci_setup.py::") for line in collected)
+def test_plain_pytest_does_not_collect_the_browser_test(request):
+    """`make test` runs plain pytest; tests/e2e needs Chromium and Playwright, so only `make e2e` runs it.
+    Asked of the hook pytest consults before it walks into a folder while collecting tests/ (this session's
+    own configuration, tests/conftest.py included), instead of a second pytest collecting everything."""
+    config = request.config
+    ignored = lambda path: config.hook.pytest_ignore_collect(collection_path=path, config=config)  # noqa: E731
+    assert ignored(ROOT / "tests" / "e2e") is True
+    assert not ignored(ROOT / "tests" / "test_ci_setup.py") and not ignored(ROOT / "tests" / "test_e2e_detector.py")

@@ -1,5 +1,9 @@
-"""The command lines, as a user types them: one clear line for bad arguments, evaluate on a real
-run, and a training run killed with SIGKILL that resumes to the same numbers."""
+"""The command lines: one clear line for bad arguments, evaluate on a real run, and a training run
+killed with SIGKILL that resumes to the same numbers. The killed run is a subprocess, as a user starts it;
+the rest call each tool's main() in this process (the same parser and code, without paying torch's
+import for each)."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -10,30 +14,22 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, cli_env, run_module, without_timing
+from helpers import ROOT, cli_env, one_error_line, tiny_config, without_timing
 
-from utils import cli, runs
-
-
-def assert_one_error_line(r, *words):
-    assert r.returncode != 0, r.stdout
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert "error" in lines[0], lines[0]
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+from utils import cli, predict, runs
 
 
-def test_train_help():
-    r = run_module("utils.train", "--help")
-    assert r.returncode == 0, r.stderr
+def test_train_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
     for option in ("--model", "--epochs", "--batch-size", "--resume", "--out", "--train-subset", "--no-progress"):
-        assert option in r.stdout, option
+        assert option in out, option
     # one formatter: each option states its default once, and never as "None"
-    for entry in re.split(r"\n  (?=-)", r.stdout.split("options:", 1)[1]):
+    for entry in re.split(r"\n  (?=-)", out.split("options:", 1)[1]):
         assert entry.count("default") <= 1, entry
-    assert "None" not in r.stdout
+    assert "None" not in out
 
 
 @pytest.mark.parametrize("kind, text, ok", [
@@ -54,12 +50,16 @@ def test_shared_argument_types(kind, text, ok):
 
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
+    """``python -m utils.train --model gap ...`` through cli.main in this process, its output captured as
+    a pipe or a log file would take it (not a terminal)."""
     out = tmp_path_factory.mktemp("cli") / "gap"
-    r = run_module("utils.train", "--model", "gap", "--epochs", "1", "--train-subset", "512",
-                   "--device", "cpu", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "final test accuracy" in r.stdout
-    assert "step/s" not in r.stderr, "no progress bar redrawn into a pipe or a log file"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["--model", "gap", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
+                         "--out", str(out)])
+    assert code == 0, stderr.getvalue()
+    assert "final test accuracy" in stdout.getvalue()
+    assert "step/s" not in stderr.getvalue(), "no progress bar redrawn into a pipe or a log file"
     return out
 
 
@@ -88,36 +88,34 @@ def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, termin
     (["--lr", "-1"], ["--lr", "positive number"]),
     (["--lr", "nan"], ["--lr", "positive number"]),
 ])
-def test_bad_arguments_fail_with_one_line(args, words, tmp_path):
-    r = run_module("utils.train", *args, "--no-progress", "--out", str(tmp_path / "run"))
-    assert_one_error_line(r, *words)
+def test_bad_arguments_fail_with_one_line(args, words, tmp_path, capsys, no_training):
+    one_error_line(capsys, cli.main, [*args, "--no-progress", "--out", str(tmp_path / "run")], *words)
     assert not (tmp_path / "run").exists(), "nothing is trained or written"
 
 
-def test_a_tuning_run_reports_validation_accuracy(tmp_path):
-    r = run_module("utils.train", "--holdout", "2000", "--train-subset", "512", "--epochs", "1", "--device", "cpu",
-                   "--out", str(tmp_path / "tune"))
-    assert r.returncode == 0, r.stderr
+def test_a_tuning_run_reports_validation_accuracy(tmp_path, capsys, one_cpu_thread):
+    assert cli.main(["--holdout", "2000", "--train-subset", "512", "--epochs", "1", "--device", "cpu",
+                     "--no-progress", "--out", str(tmp_path / "tune")]) == 0
+    out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "tune" / "metrics.json").read_text())
-    assert f"final validation accuracy {metrics['final_val_accuracy']:.2f}%" in r.stdout
-    assert not re.search(r"test (acc|accuracy)\s+[\d.]+%", r.stdout), "no test number on screen while tuning"
+    assert f"final validation accuracy {metrics['final_val_accuracy']:.2f}%" in out
+    assert not re.search(r"test (acc|accuracy)\s+[\d.]+%", out), "no test number on screen while tuning"
 
 
-def test_resume_of_another_model_fails_with_one_line(gap_run):
+def test_resume_of_another_model_fails_with_one_line(gap_run, capsys, no_training):
     before = (gap_run / "checkpoint.pt").read_bytes()
-    r = run_module("utils.train", "--resume", str(gap_run), "--model", "final", "--no-progress")
-    assert_one_error_line(r, "'gap'", "'final'")
+    argv = ["--resume", str(gap_run), "--model", "final", "--no-progress"]
+    one_error_line(capsys, cli.main, argv, "'gap'", "'final'")
     assert (gap_run / "checkpoint.pt").read_bytes() == before
 
 
-def test_predict_reports_accuracy_and_confusion_matrix(gap_run):
+def test_predict_reports_accuracy_and_confusion_matrix(gap_run, capsys):
     metrics = json.loads((gap_run / "metrics.json").read_text())
-    r = run_module("utils.predict", str(gap_run), "--device", "cpu")
-    assert r.returncode == 0, r.stderr
-    assert f"{metrics['final_test_accuracy']:.2f}%" in r.stdout
-    assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
+    assert predict.main([str(gap_run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in out
     # The matrix: ten lines of eleven integers (the true class, then ten counts).
-    rows = [[int(v) for v in line.split()] for line in r.stdout.splitlines()
+    rows = [[int(v) for v in line.split()] for line in out.splitlines()
             if re.fullmatch(r"\s*\d+(\s+\d+){10}\s*", line)]
     assert len(rows) == 10 and [row[0] for row in rows] == list(range(10))
     counts = [row[1:] for row in rows]
@@ -125,25 +123,23 @@ def test_predict_reports_accuracy_and_confusion_matrix(gap_run):
     assert sum(counts[i][i] for i in range(10)) == round(metrics["final_test_accuracy"] * 100)
 
 
-def test_predict_accepts_the_checkpoint_file_too(gap_run):
+def test_predict_accepts_the_checkpoint_file_too(gap_run, capsys):
     metrics = json.loads((gap_run / "metrics.json").read_text())
-    r = run_module("utils.predict", str(gap_run / "checkpoint.pt"), "--device", "cpu")
-    assert r.returncode == 0, r.stderr
-    assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in r.stdout
+    assert predict.main([str(gap_run / "checkpoint.pt"), "--device", "cpu"]) == 0
+    assert f"test accuracy {metrics['final_test_accuracy']:.2f}%" in capsys.readouterr().out
 
 
-def test_predict_bad_path_fails_with_one_line(tmp_path):
-    r = run_module("utils.predict", str(tmp_path / "nothing"))
-    assert_one_error_line(r, "nothing")
+def test_predict_bad_path_fails_with_one_line(tmp_path, capsys):
+    one_error_line(capsys, predict.main, [str(tmp_path / "nothing")], "nothing")
 
 
-def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
-    common = ["utils.train", "--epochs", "3", "--train-subset", "1000", "--device", "cpu", "--no-progress"]
-    full = run_module(*common, "--out", str(tmp_path / "full"))
-    assert full.returncode == 0, full.stderr
-
+def test_killed_cli_run_resumes_to_the_same_result(tmp_path, tiny_run, capsys, one_cpu_thread):
+    """SIGKILL after epoch 1 was saved, then --resume: the numbers and weights of an uninterrupted run
+    (the session's run of the same settings: 3 epochs of the final recipe on 1,024 images)."""
+    full_dir, a = tiny_run(tiny_config())
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", *common, "--out", str(out)], cwd=ROOT, env=cli_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "utils.train", "--epochs", "3", "--train-subset", "1024",
+                             "--device", "cpu", "--no-progress", "--out", str(out)], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         done, give_up = 0, time.monotonic() + 300  # a guard against a hung run, not a speed test
@@ -161,14 +157,12 @@ def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
     done = json.loads((out / "metrics.json").read_text())["epochs"]
     assert done in (1, 2), "killed part-way"
 
-    resumed = run_module("utils.train", "--resume", str(out), "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
-    a = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert cli.main(["--resume", str(out), "--no-progress"]) == 0
     b = json.loads((out / "metrics.json").read_text())
     assert b["epochs"] == 3
     assert without_timing(b["history"]) == without_timing(a["history"])
     assert b["final_test_accuracy"] == a["final_test_accuracy"]
-    assert f"{a['final_test_accuracy']:.2f}%" in resumed.stdout
-    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["model_state"] for d in (tmp_path / "full", out))
+    assert f"{a['final_test_accuracy']:.2f}%" in capsys.readouterr().out
+    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["model_state"] for d in (full_dir, out))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "no temporary files left"

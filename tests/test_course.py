@@ -10,7 +10,7 @@ from helpers import one_epoch_metrics
 
 from utils import augment, course
 from utils.models import MODELS
-from utils.train import Config, evaluate, recipe, train, train_epoch
+from utils.train import Config, evaluate, recipe, stored_settings, train, train_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,3 +165,18 @@ def test_stale_warning_reads_a_setting_missing_from_an_older_summary_as_its_defa
     other = Config().epochs + 5
     summary["config"] = {**settings, "train_subset": 0, "epochs": other}
     assert f"epochs={other} (the code: {Config().epochs})" in course.stale_warning(summary)
+
+
+def test_a_summary_made_before_momentum_was_a_setting_reads_as_what_it_trained_with(monkeypatch):
+    """results/steps.json has no momentum, min_momentum, nesterov or warmup keys: those runs trained with
+    0.95 -> 0.85, Nesterov, warm-up 0.25 (the code then). A changed default must warn, not read as equal."""
+    old = {k: v for k, v in course.recipe_settings("final").items()
+           if k not in ("augment", "momentum", "min_momentum", "nesterov", "warmup")}
+    summary = {"config": {**old, "train_subset": 0}}
+    read = stored_settings(summary["config"])
+    assert (read["momentum"], read["min_momentum"], read["nesterov"], read["warmup"]) == (0.95, 0.85, True, 0.25)
+    assert course.stale_warning(summary) is None
+    today = course.recipe_settings
+    monkeypatch.setattr(course, "recipe_settings", lambda m: {**today(m), "momentum": 0.9, "nesterov": False})
+    warning = course.stale_warning(summary)
+    assert "momentum=0.95 (the code: 0.9)" in warning and "nesterov=True (the code: False)" in warning

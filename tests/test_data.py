@@ -1,4 +1,5 @@
 """Offline MNIST: canonical bytes, counts, labels; corrupted files never reach training."""
+import hashlib
 import json
 import os
 import stat
@@ -15,11 +16,23 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_files_match_canonical_md5_and_size():
+# The uncompressed files' MD5s and sizes as other public MNIST loaders publish them (e.g. secml's
+# loader, and loaders that list them with the sizes 47,040,016 / 60,008 / 7,840,016 / 10,008), typed
+# here independently of utils.data.FILES: a typo or an edit there fails this test.
+PUBLISHED = {
+    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", 60_008),
+    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
+    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10_008),
+}
+
+
+def test_files_match_the_published_md5_and_size():
     raw = data.ensure_mnist()
-    for name, (md5, size) in data.FILES.items():
+    assert data.FILES == PUBLISHED, "the code's table is the published one"
+    for name, (md5, size) in PUBLISHED.items():
         assert (raw / name).stat().st_size == size
-        assert data.md5sum(raw / name) == md5
+        assert hashlib.md5((raw / name).read_bytes()).hexdigest() == data.md5sum(raw / name) == md5
 
 
 def test_counts_shapes_and_label_histogram(mnist):

@@ -3,28 +3,18 @@ import re
 from pathlib import Path
 
 import yaml
+from helpers import pins, requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name
 
 
 def pip_requirements():
-    reqs = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            reqs[name.lower()] = version or None
-    return reqs
+    return requirements("requirements.txt")
 
 
 def constraints():
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name, version = line.strip().split("==")
-            pins[name.lower().replace("_", "-")] = version
-    return pins
+    return pins("constraints.txt")
 
 
 def conda_environment():

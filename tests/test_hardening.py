@@ -10,19 +10,18 @@ import math
 
 import pytest
 import torch
-from hardening_helpers import copy_run, edited_checkpoint, one_error_line, quiet, small, snapshot, stopped_after_epoch_1
-from helpers import copy_of_mnist, run_module, without_timing
+from hardening_helpers import copy_run, edited_checkpoint, small, snapshot
+from helpers import copy_of_mnist, one_error_line, quiet, without_timing
 
 from utils import cli, data, predict, runs
 from utils.models import build_model
 from utils.train import Config, epoch_seed, load_checkpoint, train, train_epoch
 
 
-@pytest.fixture(scope="module")
-def finished(one_cpu_thread, tmp_path_factory):
-    """One complete small run: (run folder, returned metrics). Tests work on copies of it."""
-    out = tmp_path_factory.mktemp("hardening") / "finished"
-    return out, train(small(), out, progress=False, log=quiet)
+@pytest.fixture
+def finished(one_cpu_thread, tiny_run):
+    """One complete small run: (run folder, returned metrics), shared by the session. Tests work on copies."""
+    return tiny_run(small())
 
 
 # 1. A bad notebook parameter must not delete the previous run.
@@ -204,9 +203,9 @@ def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path,
 
 
 # 8. --resume honours what is safe to change and refuses the rest with one line.
-def test_resume_honours_device_and_refuses_other_changes(finished, tmp_path, monkeypatch, capsys):
+def test_resume_honours_device_and_refuses_other_changes(finished, stopped_run, tmp_path, monkeypatch, capsys):
     ref_dir, ref = finished
-    run = stopped_after_epoch_1(small(), tmp_path / "half", monkeypatch)
+    run = stopped_run(small(), tmp_path / "half")
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     edited_checkpoint(run, config={**state["config"], "device": "cuda"})  # as if saved on a GPU machine
     before = snapshot(run)
@@ -243,12 +242,10 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_p
     assert not (tmp_path / "nan.json").exists()
 
 
-def test_a_huge_learning_rate_ends_in_one_line(tmp_path):
-    r = run_module("utils.train", "--model", "baseline", "--lr", "1000", "--epochs", "1", "--train-subset", "512",
-                   "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run"))
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "lower --lr" in lines[0], r.stderr
+def test_a_huge_learning_rate_ends_in_one_line(tmp_path, capsys, one_cpu_thread):
+    argv = ["--model", "baseline", "--lr", "1000", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    one_error_line(capsys, cli.main, argv, "lower --lr")
 
 
 # 10. The smaller ones.

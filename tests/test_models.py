@@ -32,11 +32,14 @@ def test_batch_sizes(model, batch):
         assert model(torch.randn(batch, 1, 28, 28)).shape == (batch, 10)
 
 
-def test_softmax_is_a_distribution(model):
+def test_the_outputs_are_logits_for_cross_entropy(model):
+    """cross_entropy applies log-softmax itself: a network that already ended in softmax or log-softmax
+    would train on a squashed loss. Its outputs are unnormalised scores, not (log-)probabilities."""
     model.eval()
-    probs = torch.softmax(model(torch.randn(8, 1, 28, 28) * 3), dim=1)
-    assert ((probs >= 0) & (probs <= 1)).all()
-    assert torch.allclose(probs.sum(dim=1), torch.ones(8), atol=1e-6)
+    logits = model(torch.randn(8, 1, 28, 28) * 3)
+    for normalised in (logits, logits.exp()):
+        assert not torch.allclose(normalised.sum(dim=1), torch.ones(8), atol=1e-3)
+    assert (logits > 0).any(), "some scores are positive: no log-probabilities"
 
 
 def test_gradients_reach_every_parameter(model):

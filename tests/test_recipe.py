@@ -35,8 +35,8 @@ def test_recalibration_ignores_a_network_without_batchnorm():
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
-def test_recalibration_changes_only_the_evaluation_not_the_training(tmp_path):
-    on = train(tiny_config(recalibrate_bn=True), tmp_path / "on", progress=False, log=lambda *_: None)
+def test_recalibration_changes_only_the_evaluation_not_the_training(tmp_path, tiny_run):
+    _, on = tiny_run(tiny_config(recalibrate_bn=True))
     off = train(tiny_config(recalibrate_bn=False), tmp_path / "off", progress=False, log=lambda *_: None)
     for a, b in zip(on["history"], off["history"], strict=True):
         assert (a["train_loss"], a["train_accuracy"]) == (b["train_loss"], b["train_accuracy"])

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from hardening_helpers import one_error_line, quiet, small, snapshot
-from helpers import ROOT, cli_env, run_module, without_timing
+from hardening_helpers import small, snapshot
+from helpers import ROOT, cli_env, one_error_line, quiet, tiny_config, without_timing
 
 from utils import cli, fsutil, runs
 from utils.train import train
@@ -42,25 +42,24 @@ def epochs_on_disk(out) -> int:
         return 0
 
 
-def test_a_second_writer_or_resumer_is_refused_while_a_run_holds_the_folder(tmp_path):
+def test_a_second_writer_or_resumer_is_refused_while_a_run_holds_the_folder(tmp_path, capsys, no_training):
     out = tmp_path / "X"
     first = start(*COMMON, "--epochs", "3", "--seed", "1", "--out", str(out))
     try:
         wait_for(lambda: epochs_on_disk(out) >= 1, first, "saved epoch")
         first.send_signal(signal.SIGSTOP)  # held wherever it is (mid-save, maybe): it keeps its lock
         held = snapshot(out)
-        second = run_module("utils.train", *COMMON, "--epochs", "3", "--seed", "2", "--out", str(out))
-        resumer = run_module("utils.train", "--resume", str(out), "--no-progress")
+        # the second writer and the resumer are this process (the lock is flock's, per open file, so a
+        # second process would meet it the same way)
+        second, resumer = [*COMMON, "--epochs", "3", "--seed", "2", "--out", str(out)], ["--resume", str(out)]
+        for argv in (second, resumer):
+            one_error_line(capsys, cli.main, argv, f"{out} is in use by another run (PID {first.pid} on ")
         assert snapshot(out) == held, "nothing of the writer's touched, its temporary files included"
         first.send_signal(signal.SIGCONT)
         stdout, stderr = first.communicate(timeout=300)
     finally:
         first.kill()
         first.wait()
-    for refused in (second, resumer):
-        lines = refused.stderr.strip().splitlines()
-        assert refused.returncode == 2 and len(lines) == 1, refused.stderr
-        assert f"{out} is in use by another run (PID {first.pid} on " in lines[0], lines[0]
     assert first.returncode == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 1 and metrics["complete"], "the folder holds the first writer's run"
@@ -68,13 +67,12 @@ def test_a_second_writer_or_resumer_is_refused_while_a_run_holds_the_folder(tmp_
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "lock and temporaries gone"
 
 
-def test_a_held_folder_is_refused_before_anything_in_it_changes(tmp_path, capsys, monkeypatch):
+def test_a_held_folder_is_refused_before_anything_in_it_changes(tmp_path, capsys, no_training):
     out = tmp_path / "held"
     out.mkdir()
     (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"the holder's write in progress")
     before = snapshot(out)
     with fsutil.exclusive_lock(out / runs.RUN_LOCK):
-        monkeypatch.setattr("utils.train.train_epoch", lambda *a: pytest.fail("trained in a held folder"))
         line = one_error_line(capsys, cli.main, [*COMMON, "--epochs", "1", "--out", str(out)], str(out),
                               f"PID {os.getpid()} on ")
         assert "in use by another run" in line
@@ -116,10 +114,11 @@ def test_a_fresh_run_removes_stale_temporaries_of_its_own_files_only(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "notes.tmp"]
 
 
+@pytest.mark.usefixtures("one_cpu_thread")  # the resume runs here, on the subprocess's one thread
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_says_how_to_continue_and_resumes_to_the_same_result(tmp_path, sig):
-    out, full = tmp_path / "cut", tmp_path / "full"
-    assert run_module("utils.train", *COMMON, "--epochs", "3", "--out", str(full)).returncode == 0
+def test_an_interrupted_run_says_how_to_continue_and_resumes_to_the_same_result(tmp_path, sig, tiny_run):
+    out = tmp_path / "cut"
+    _, full = tiny_run(tiny_config())  # the same settings as COMMON + --epochs 3, uninterrupted
     proc = start(*COMMON, "--epochs", "3", "--out", str(out))
     try:
         wait_for(lambda: epochs_on_disk(out) >= 1, proc, "saved epoch")
@@ -137,9 +136,8 @@ def test_an_interrupted_run_says_how_to_continue_and_resumes_to_the_same_result(
     assert lines[0] == (f"python -m utils.train: interrupted at epoch {saved + 1}; {out} keeps {kept}; "
                         f"continue with --resume {out}")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "no temporary, no lock"
-    assert run_module("utils.train", "--resume", str(out), "--no-progress").returncode == 0
-    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, out))
-    assert without_timing(b["history"]) == without_timing(a["history"])
+    assert cli.main(["--resume", str(out), "--no-progress"]) == 0
+    assert without_timing(json.loads((out / "metrics.json").read_text())["history"]) == without_timing(full["history"])
 
 
 def test_an_interrupt_before_the_first_epoch_is_one_line_too(tmp_path, capsys, monkeypatch):

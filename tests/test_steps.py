@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 import torch
+from helpers import metrics_of
 
 from tools import report
 from tools import steps as S
@@ -126,3 +127,14 @@ def test_threads_prefix_names_a_thread_count_only_when_every_run_shares_it():
     assert S.threads_prefix(["cpu (x86_64, 1 threads)", "cpu (x86_64, 1 threads)"]) == "OMP_NUM_THREADS=1 "
     assert S.threads_prefix(["cpu (x86_64, 1 threads)", "cpu (x86_64, 2 threads)"]) == ""
     assert S.threads_prefix(["cuda (NVIDIA H100)"]) == ""
+
+
+def test_a_step_is_summarised_by_its_final_epochs_never_the_best(tmp_path):
+    """Two seeds whose best epoch is not their last: the summary and its spread take the last."""
+    runs = [metrics_of("gap", tmp_path / "a", [99.5, 99.1], seed=1),
+            metrics_of("gap", tmp_path / "b", [99.6, 99.3], seed=2)]
+    step = S.step_summary("04_gap", runs)
+    assert [r["final_test_accuracy"] for r in step["runs"]] == [99.1, 99.3]
+    assert step["test_accuracy"]["max"] == 99.3 and step["test_accuracy"]["mean"] == pytest.approx(99.2)
+    assert [r["test_accuracy_curve"] for r in step["runs"]] == [[99.5, 99.1], [99.6, 99.3]]
+    assert [r["gap"] for r in step["runs"]] == [52.0 - 99.1, 52.0 - 99.3]

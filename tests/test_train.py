@@ -8,16 +8,12 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_config, without_timing
+from helpers import quiet, stop_after_saving, tiny_config, without_timing
 
 from utils import runs
 from utils.models import build_model
 from utils.summary import count_parameters
 from utils.train import Config, evaluate, load_device_data, lr_curve, recipe, train
-
-
-def quiet(*_):
-    pass
 
 
 def weights(run_dir):
@@ -32,12 +28,10 @@ def files_in(run_dir):
     return sorted(p.name for p in run_dir.iterdir())
 
 
-@pytest.fixture(scope="module")
-def reference(one_cpu_thread, tmp_path_factory):
-    """One uninterrupted 3-epoch run: (run folder, returned metrics)."""
-    out = tmp_path_factory.mktemp("train") / "reference"
-    metrics = train(tiny_config(), out, progress=False, log=quiet)
-    return out, metrics
+@pytest.fixture
+def reference(one_cpu_thread, tiny_run):
+    """One uninterrupted 3-epoch run: (run folder, returned metrics), shared by the session."""
+    return tiny_run(tiny_config())
 
 
 def test_the_tiny_runs_use_the_final_recipe():
@@ -111,14 +105,7 @@ def test_resuming_a_complete_run_changes_nothing(reference):
 
 def interrupt_after_epoch_2(monkeypatch):
     """Ctrl-C right after epoch 2 was saved."""
-    real_save = runs.save_run
-
-    def save_then_stop(out, model, opt, sched, cfg, history, metrics, *rest):
-        real_save(out, model, opt, sched, cfg, history, metrics, *rest)
-        if len(history) == 2:
-            raise KeyboardInterrupt("stopped after epoch 2")
-
-    monkeypatch.setattr(runs, "save_run", save_then_stop)
+    stop_after_saving(monkeypatch, 2)
     return 2  # epochs on disk afterwards
 
 
@@ -265,3 +252,30 @@ def test_a_builder_or_a_model_trains_like_the_registered_step(reference, tmp_pat
     small = train(cfg, tmp_path / "small", model=lambda: FinalNet(dropout=0.5), progress=False, log=quiet)
     assert without_timing(small["history"]) != without_timing(ref["history"])
     assert MODELS == registry, "the registry is left as it was"
+
+
+# --------------------------------------------------------------------------------------------------
+# Which device a run uses (--device auto / cpu / cuda / mps)
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gpu", [True, False], ids=["with a GPU", "without one"])
+def test_auto_picks_cuda_when_there_is_a_gpu_else_the_cpu(monkeypatch, gpu):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert runs.resolve_device("auto") == torch.device("cuda" if gpu else "cpu")
+    assert runs.resolve_device("cpu") == torch.device("cpu")
+
+
+def test_auto_takes_apples_mps_when_there_is_no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runs.resolve_device("auto") == torch.device("mps")
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_a_device_that_is_not_there_is_one_clear_error_before_the_run_folder(monkeypatch, tmp_path, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"--device {name} was asked for, but .* use --device cpu or auto"):
+        train(tiny_config(device=name), tmp_path / "run", progress=False, log=quiet)
+    assert not (tmp_path / "run").exists(), "nothing written"

@@ -23,7 +23,8 @@ def setting(default, why: str, check: str, **rule):
     """A field: its default, the one line that says why (``--help`` and the notebooks show it), and the
     values it takes (``check``: a key of CHECKS, with ``low``/``high``/``choices`` where it needs them;
     ``hint`` adds advice to the refusal). ``run=True`` marks a field that says how one run is carried
-    out (which step, seed, device, data) rather than how the step trains."""
+    out (which step, seed, device, data) rather than how the step trains. ``before``: the value the code
+    used before this was a setting, which is what a record made then (without the key) trained with."""
     return dataclasses.field(default=default, metadata={"why": why, "check": check, **rule})
 
 
@@ -70,10 +71,12 @@ def check_fields(cfg, skip: tuple[str, ...] = ()) -> None:
             raise RunError(f"{named(f.name)} must be {must}, got {value!r}{hint}")
 
 
-def stored(config: dict, defaults: dict) -> dict:
-    """A settings dict saved by a run or sweep, as today's code reads it: a setting added since then takes
-    its default, which is what that run trained with; a setting the code no longer has is kept as it is."""
-    return {**defaults, **config}
+def stored(config: dict, cls) -> dict:
+    """A settings dict saved by a run or sweep, as today's code reads the dataclass ``cls``: a setting added
+    since then takes the value that run trained with (the field's ``before``, else its default); a setting
+    the code no longer has is kept as it is. So a changed default is a difference, never silently equal."""
+    unrecorded = {f.name: f.metadata.get("before", f.default) for f in dataclasses.fields(cls)}
+    return {**unrecorded, **config}
 
 
 def resumed(saved, asked, may_change: tuple[str, ...], where: str):

@@ -35,11 +35,15 @@ class Config:
     batch_size: int = setting(128, "images per SGD step", "count")
     lr: float = setting(0.1, "peak LR: one-cycle starts at lr/25, peaks here, ends near 0", "positive",
                         hint="the final recipe peaks at 0.1")
-    warmup: float = setting(0.25, "share of the steps in which the LR rises to its peak", "range", low=0.05, high=1)
-    momentum: float = setting(0.95, "SGD momentum at the start and the end", "range", low=0, high=1)
+    # before=: runs recorded before these four were settings (results/steps.json) trained with torch's
+    # OneCycleLR defaults (momentum 0.95 -> 0.85 -> 0.95; the 0.9 then passed to SGD was overridden by it),
+    # Nesterov on and a warm-up of 0.25 (see git show ab0e861:utils/train.py, make_optimizer).
+    warmup: float = setting(0.25, "share of the steps in which the LR rises to its peak", "range", low=0.05, high=1,
+                            before=0.25)
+    momentum: float = setting(0.95, "SGD momentum at the start and the end", "range", low=0, high=1, before=0.95)
     min_momentum: float = setting(0.85, "one-cycle lowers the momentum to this while the LR peaks", "range",
-                                  low=0, high=1)
-    nesterov: bool = setting(True, "Nesterov momentum: the gradient is taken one step ahead", "switch")
+                                  low=0, high=1, before=0.85)
+    nesterov: bool = setting(True, "Nesterov momentum: the gradient is taken one step ahead", "switch", before=True)
     weight_decay: float = setting(5e-4, "L2 pull of every weight towards 0, BatchNorm's included", "non_negative")
     augment: bool = setting(True, "random rotation, shift and scale of every training image", "switch")
     degrees: float = setting(DEGREES, "augmentation: rotation range, +-degrees", "range", low=0, high=180)
@@ -303,7 +307,7 @@ def check_holdout(cfg: Config) -> None:
 
 def stored_settings(config: dict) -> dict:
     """A Config dict saved by a run or sweep, read as today's code reads it (``utils.settings.stored``)."""
-    return settings.stored(config, dataclasses.asdict(Config()))
+    return settings.stored(config, Config)
 
 
 def load_checkpoint(path: str | Path) -> dict:

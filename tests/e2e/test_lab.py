@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from detector import problems
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,7 @@ PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on show (hidden 
 INDICATOR = f'{PANEL} .jp-Notebook-ExecutionIndicator'
 OPEN_S, START_S, RUN_S = 90, 90, 300  # page + kernel ready; run begins; whole quick run of one notebook
 SETTLE_S = 2.0  # how long the kernel must stay idle (and the tab clean) before a verdict
-PROGRESS = re.compile(r"epoch\s+\d+/\d+|\d+/\d+ epochs done")  # live line, or its final state
-TRAIN_CALL = re.compile(r"(?<![\w.])train\(")
 LOCAL = re.compile(r"^(?!(http|ws)://127\.0\.0\.1[:/])")  # every URL except our server's
-ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b|Traceback \(most recent call last\)", re.M)
 
 
 def prompts(page) -> list[str]:
@@ -104,56 +102,14 @@ def cell_reports(page) -> list[dict]:
     }))""")
 
 
-def first_line_of(cell: dict) -> str:
-    lines = cell["source"].strip().splitlines()
-    return lines[0][:60] if lines else ""
-
-
 def problems_after_run(page, notebook: Path) -> list[str]:
-    """What a student would see go wrong, one line each (empty: all good)."""
-    found = []
+    """What a student would see go wrong, one line each (empty: all good): what the page shows, judged by
+    detector.problems (tests/test_e2e_detector.py shows it reports each kind of problem)."""
     stored = nbformat.read(notebook, as_version=4)
-    cells = cell_reports(page)
-    expected = sum(c.cell_type == "code" for c in stored.cells)
-    if len(cells) != expected:
-        found.append(f"{len(cells)} code cells on the page, {expected} in the file")
-    counts = [c["prompt"] for c in cells]
-    if counts != [f"[{i}]:" for i in range(1, len(cells) + 1)]:
-        found.append(f"not every code cell ran once, in order: prompts {counts}")
-    for i, cell in enumerate(cells, 1):
-        first_line = first_line_of(cell)
-        for mime, text in cell["outputs"]:
-            if mime == "application/vnd.jupyter.stderr":
-                kind = "error" if ERROR_LINE.search(text) else "stderr"
-                blank = "a blank block (e.g. a text progress bar that erased itself)"
-                shown = repr(text.strip()[-300:]) if text.strip() else blank
-                found.append(f"code cell {i} ({first_line!r}) shows {kind} output: {shown}")
-    # images in outputs (the plots); the Colab badge in the first markdown cell is remote and never fetched
     images = page.eval_on_selector_all(f"{PANEL} .jp-OutputArea-output img",
                                        "els => els.map(e => [e.complete, e.naturalWidth])")
-    if not images:
-        found.append("no image in any output (the plots did not render)")
-    broken = [i for i, (complete, width) in enumerate(images) if not complete or width == 0]
-    if broken:
-        found.append(f"{len(broken)} of {len(images)} images did not load")
     headings = page.eval_on_selector_all(f"{PANEL} .jp-MarkdownCell h2", "els => els.map(e => e.innerText)")
-    if not any(h.strip().startswith("Result") for h in headings):
-        found.append(f"no '## Result' heading among {headings}")
-    results = [text for c in cells if "course.result(" in c["source"] for mime, text in c["outputs"]
-               if mime == "application/vnd.jupyter.stdout" and "Final test accuracy:" in text]
-    if len(results) != 1:
-        found.append(f"expected the Result cell (course.result) to print one 'Final test accuracy:' block, "
-                     f"found {len(results)}")
-    training = [c for c in cells if TRAIN_CALL.search(c["source"])]
-    if not training:
-        found.append("no code cell calls train(")
-    for cell in training:
-        live = [text for mime, text in cell["outputs"] if mime == "text/plain" and PROGRESS.search(text)]
-        if not live:
-            shown = [(mime, text.strip()[:80]) for mime, text in cell["outputs"]]
-            found.append(f"training cell ({first_line_of(cell)!r}) shows no progress display "
-                         f"(a text/plain 'epoch N/M' line from a display handle); its outputs: {shown}")
-    return found
+    return problems(sum(c.cell_type == "code" for c in stored.cells), cell_reports(page), images, headings)
 
 
 def test_notebook_in_jupyterlab(notebook, lab, browser):
