@@ -16,6 +16,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?=
 PYTEST_ARGS ?=
+# The fast tests run in two processes (pytest-xdist), one per core of the 2-core CI machine: each test
+# trains on one torch thread, so a single process leaves a core idle. A test file stays in one process,
+# so its module fixtures run once. TEST_WORKERS=0 runs them in this process (pdb, a debugger).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
@@ -40,7 +45,7 @@ BOOK_STAMP := $(BOOK_VENV)/.installed
 help:
 	@echo "make train   set up, then train the final model (the default recipe, seed 1) and print the result and wall time"
 	@echo "make test    set up, then lint and run the whole test suite"
-	@echo "make test-fast  the tests without real training (pytest -m 'not slow'): about 3 min on 2 cores, the loop while editing"
+	@echo "make test-fast  the tests without real training (pytest -m 'not slow'): about 2.5 min on 2 cores (two test processes), the loop while editing"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
 	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/), then the built book"
 	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
@@ -71,11 +76,14 @@ data: $(STAMP)
 train: data
 	$(PY) -m utils.train --model final --seed 1
 
+# The slow tests run after the fast ones, one at a time: nbval and the student edition's run both train
+# the notebooks in quick mode into build/quick/. PYTEST_ARGS goes to both runs.
 test: lint data student
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-fast: data student
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # ruff reads its settings from pyproject.toml; nothing here can run the workflow, so actionlint checks it.
 lint: $(STAMP)

@@ -66,3 +66,13 @@ def test_plain_pytest_does_not_collect_the_browser_test(request):
     ignored = lambda path: config.hook.pytest_ignore_collect(collection_path=path, config=config)  # noqa: E731
     assert ignored(ROOT / "tests" / "e2e") is True
     assert not ignored(ROOT / "tests" / "test_ci_setup.py") and not ignored(ROOT / "tests" / "test_e2e_detector.py")
+
+
+def test_the_fast_tests_run_in_two_processes_and_the_slow_ones_alone():
+    """make test and make test-fast as make would run them (`make -n`: printed, not run). The fast tests
+    share the two cores file by file; the slow ones (nbval and the student edition both train in
+    build/quick/) run in one process, after the fast ones."""
+    r = subprocess.run(["make", "-n", "test", "test-fast"], cwd=ROOT, capture_output=True, text=True, check=True)
+    runs = [line.split(" -m pytest ", 1)[1].split() for line in r.stdout.splitlines() if " -m pytest " in line]
+    fast = ["-m", '"not', 'slow"', "-n", "2", "--dist", "loadfile"]
+    assert runs == [fast, ["-m", "slow"], fast]
