@@ -2,6 +2,7 @@
 older-torch environment (make compat) are installed from pinned files and actually run."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -72,7 +73,10 @@ def test_the_fast_tests_run_in_two_processes_and_the_slow_ones_alone():
     """make test and make test-fast as make would run them (`make -n`: printed, not run). The fast tests
     share the two cores file by file; the slow ones (nbval and the student edition both train in
     build/quick/) run in one process, after the fast ones."""
-    r = subprocess.run(["make", "-n", "test", "test-fast"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # the Makefile's own defaults: not those of a make (or a user) that runs this test
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "TEST_WORKERS", "PYTEST_ARGS"}}
+    r = subprocess.run(["make", "-n", "test", "test-fast"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       check=True)
     runs = [line.split(" -m pytest ", 1)[1].split() for line in r.stdout.splitlines() if " -m pytest " in line]
     fast = ["-m", '"not', 'slow"', "-n", "2", "--dist", "loadfile"]
     assert runs == [fast, ["-m", "slow"], fast]
