@@ -76,10 +76,9 @@ data: $(STAMP)
 train: data
 	$(PY) -m utils.train --model final --seed 1
 
-# The slow tests run after the fast ones, one at a time: nbval and the student edition's run both train
-# the notebooks in quick mode into build/quick/. PYTEST_ARGS goes to both runs.
-test: lint data student
-	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+# The slow tests run after the fast ones (test-fast), one at a time: nbval and the student edition's run
+# both train the notebooks in quick mode into build/quick/. PYTEST_ARGS goes to both runs.
+test: lint test-fast
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-fast: data student

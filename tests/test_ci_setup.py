@@ -75,8 +75,11 @@ def test_the_fast_tests_run_in_two_processes_and_the_slow_ones_alone():
     build/quick/) run in one process, after the fast ones."""
     # the Makefile's own defaults: not those of a make (or a user) that runs this test
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "TEST_WORKERS", "PYTEST_ARGS"}}
-    r = subprocess.run(["make", "-n", "test", "test-fast"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       check=True)
-    runs = [line.split(" -m pytest ", 1)[1].split() for line in r.stdout.splitlines() if " -m pytest " in line]
+
+    def pytest_runs(target):
+        r = subprocess.run(["make", "-n", target], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        return [line.split(" -m pytest ", 1)[1].split() for line in r.stdout.splitlines() if " -m pytest " in line]
+
     fast = ["-m", '"not', 'slow"', "-n", "2", "--dist", "loadfile"]
-    assert runs == [fast, ["-m", "slow"], fast]
+    assert pytest_runs("test") == [fast, ["-m", "slow"]]
+    assert pytest_runs("test-fast") == [fast]
