@@ -49,8 +49,8 @@ help:
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
 	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/), then the built book"
 	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
-	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), summary in results/seeds.json (make readme puts it in the README)"
-	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, summary in results/steps.json (resumable)"
+	@echo "make seeds   the default recipe on seeds 1-10 (or SEEDS=\"...\"), one run per core side by side, summary in results/seeds.json (make readme puts it in the README)"
+	@echo "make steps   every teaching step on seeds 1-5 (or SEEDS=\"...\") with the shared recipe, one run per core side by side, summary in results/steps.json (resumable)"
 	@echo "make lessons the stored networks and short-budget baselines the notebooks' concept sections and exercises read"
 	@echo "make bench   speed benchmark: usual DataLoader pipeline vs ours (BENCH_ARGS=\"--full\": + time to 99.40%)"
 	@echo "make lab     open the notebooks in JupyterLab"
@@ -123,7 +123,8 @@ steps: data
 
 # What the notebooks read besides results/steps.json: three small trained networks (results/lessons/,
 # for the concept figures) and every unchanged step on the exercises' short budget (results/exercises.json).
-# Re-run after any change of the recipe, a network or the budget; one thread, as the stored files were made.
+# Re-run after any change of the recipe, a network or the budget. One run per core side by side, one thread
+# each, as the stored files were made (tools.parallel; OMP_NUM_THREADS=1 keeps it so on a machine of more cores).
 lessons: data
 	OMP_NUM_THREADS=1 $(PY) -m tools.lesson_weights
 	OMP_NUM_THREADS=1 $(PY) -m tools.exercise_baselines

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from tools.parallel import default_jobs, run_all
 from tools.steps import cpu_name
-from utils.cli import Parser
+from utils.cli import Parser, positive_int
 from utils.fsutil import atomic_write
 from utils.lessons import LESSON_DIR, LESSON_MODELS, comparable_settings, lesson_config, weights_path
 from utils.runs import REPO_ROOT, RunError, shown_path
@@ -28,9 +29,9 @@ from utils.train import load_checkpoint, train
 RUNS = REPO_ROOT / "runs" / "lessons"
 
 
-def train_lesson(model: str, runs_dir: Path, progress: bool) -> dict:
-    """Train (or resume, or reuse) the lesson run of ``model``; its metrics and final weights."""
-    cfg = lesson_config(model)
+def train_lesson(model: str, cfg, runs_dir: Path, progress: bool) -> dict:
+    """Train (or resume, or reuse) the lesson run of ``model`` (``cfg``: its lesson_config); its metrics and
+    final weights."""
     out = runs_dir / model
     if (out / "checkpoint.pt").exists():
         if comparable_settings(load_checkpoint(out)["config"]) != comparable_settings(dataclasses.asdict(cfg)):
@@ -57,14 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS))
     parser.add_argument("--out", default=str(LESSON_DIR), help="folder for the <model>.pt files")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help="networks trained side by side, each on its share of the threads (default: one per "
+                             "core on the CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
     args = parser.parse_args(argv)
     progress = not args.no_progress and sys.stderr.isatty()
     command = shlex.join(["python", "-m", "tools.lesson_weights", *(argv if argv is not None else sys.argv[1:])])
-    for model in args.models:
-        try:
-            run = train_lesson(model, Path(args.runs_dir), progress)
-        except (RunError, ValueError) as exc:
-            parser.error(" ".join(str(exc).split()))
+    try:
+        jobs = args.jobs or default_jobs("auto")
+        runs = run_all(train_lesson, [dict(model=m, cfg=lesson_config(m), runs_dir=Path(args.runs_dir),
+                                           progress=progress and jobs == 1) for m in args.models], jobs)
+    except (RunError, ValueError) as exc:
+        parser.error(" ".join(str(exc).split()))
+    for model, run in zip(args.models, runs, strict=True):
         path = weights_path(model, args.out)
         atomic_write(path, lambda tmp, m=model, r=run: torch.save(record(m, r, command), tmp))
         print(f"{model}: validation accuracy {run['metrics']['final_val_accuracy']:.2f}% at epoch "

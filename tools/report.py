@@ -118,6 +118,13 @@ def repo_slug() -> str:
     return makefile_repo(MAKEFILE.read_text())
 
 
+def runs_at_a_time(summary: dict) -> str:
+    """How many runs of a sweep shared the machine, which its wall times depend on. A summary written before
+    tools.steps recorded it (no "jobs") is the stored sweep of 2026-11-26, run two at a time by hand."""
+    jobs = summary.get("jobs", 2)
+    return {1: "one run", 2: "two runs"}.get(jobs, f"{jobs} runs") + " at a time"
+
+
 def notebooks_block(path: Path | None = None) -> str:
     """The five notebooks: what each teaches, its training time (results/steps.json) and its Colab badges."""
     import statistics
@@ -138,7 +145,7 @@ def notebooks_block(path: Path | None = None) -> str:
                         f"[![Open In Colab]({COLAB_BADGE})]({colab}/main/notebooks/{stem}.ipynb) | "
                         f"[![Open In Colab]({COLAB_BADGE})]({colab}/{STUDENT_BRANCH}/{stem}.ipynb) |")
         rows += ["", f"Training: the median wall time of the {len(summary['seeds'])} seeds of `make steps` "
-                     f"(results/steps.json: {summary['cpu']}, {summary['device']}, two runs at a time). "
+                     f"(results/steps.json: {summary['cpu']}, {summary['device']}, {runs_at_a_time(summary)}). "
                      "Course: the notebook with its solutions and stored outputs; student edition: the same "
                      "notebook with the exercises left to do and their checks (`make student`)."]
     return "\n".join(rows)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tools.parallel import default_jobs, run_all
 from tools.steps import RUNS, run_one, threads_prefix
 from utils import GOAL
-from utils.cli import Parser, distinct, output_file, seed_int
+from utils.cli import Parser, distinct, output_file, positive_int, seed_int
 from utils.course import spread
 from utils.fsutil import atomic_write_json
 from utils.runs import DEVICES, REPO_ROOT, RunError, versions
@@ -35,7 +36,8 @@ def default_paths(device: str) -> tuple[Path, Path]:
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
 
 
-def summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict], jobs: int = 1) -> dict:
+    """results/seeds.json. ``jobs``: how many seeds trained side by side (their wall times depend on it)."""
     accs = [r["final_test_accuracy"] for r in runs]
     return {
         "recipe": "final (default)",
@@ -49,6 +51,7 @@ def summarize(runs: list[dict]) -> dict:
         "at_or_above_goal": sum(a >= GOAL for a in accs),
         "versions": versions(),
         "command": reproduce({"runs": runs}),
+        "jobs": jobs,
     }
 
 
@@ -57,6 +60,14 @@ def reproduce(summary: dict) -> str:
     seeds = " ".join(str(r["seed"]) for r in summary["runs"])
     cuda = " --device cuda" if all(r["device"].startswith("cuda") for r in summary["runs"]) else ""
     return threads_prefix(r["device"] for r in summary["runs"]) + f"python -m tools.seeds{cuda} --seeds {seeds}"
+
+
+def side_by_side(summary: dict) -> str:
+    """The sentence that says the wall times were measured with several seeds training at once."""
+    jobs = summary.get("jobs", 1)
+    if jobs == 1:
+        return ""
+    return f"{jobs} seeds trained side by side, so each wall time is that of a run sharing the machine. "
 
 
 def markdown_table(summary: dict) -> str:
@@ -71,6 +82,7 @@ def markdown_table(summary: dict) -> str:
     lines.append(f"{summary['at_or_above_goal']} of {len(summary['runs'])} seeds reach ≥ {summary['goal']:.2f}% "
                  f"at the final epoch (min {summary['min']:.2f}%, max {summary['max']:.2f}%). "
                  f"Device: {summary['runs'][0]['device']}, torch {summary['versions']['torch']}. "
+                 f"{side_by_side(summary)}"
                  f"Command: `{reproduce(summary)}`.")
     return "\n".join(lines)
 
@@ -88,19 +100,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="the summary the README table is made from (default: results/seeds.json; with "
                              "--device cuda: results/seeds-cuda.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help="seeds side by side, each on its share of the threads (default: one per core on the "
+                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
     args = parser.parse_args(argv)
     runs_dir, summary_path = default_paths(args.device)
     runs_dir, summary_path = Path(args.runs_dir or runs_dir), Path(args.summary or summary_path)
     distinct(parser, args.seeds, "--seeds")
     output_file(parser, args.summary if args.summary is not None else summary_path, "--summary")
-    runs = []
     try:
-        for seed in args.seeds:
-            runs.append(run_one("final", seed, runs_dir / f"seed{seed}", epochs=None, train_subset=0,
-                                device=args.device, progress=not args.no_progress))
+        jobs = min(args.jobs or default_jobs(args.device), len(args.seeds))
+        runs = run_all(run_one, [dict(model="final", seed=seed, out=runs_dir / f"seed{seed}", epochs=None,
+                                      train_subset=0, device=args.device,
+                                      progress=jobs == 1 and not args.no_progress, tag=jobs > 1)
+                                 for seed in args.seeds], jobs)
     except (RunError, ValueError) as exc:
         parser.error(str(exc))
-    summary = summarize(runs)
+    summary = summarize(runs, jobs)
     atomic_write_json(summary_path, summary)
     print(markdown_table(summary))
     print(f"summary written to {summary_path}")

@@ -17,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from tools.parallel import default_jobs, run_all
 from utils.cli import Parser, distinct, non_negative_int, output_file, positive_int, seed_int
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
@@ -53,18 +54,20 @@ def threads_prefix(devices) -> str:
 
 
 def run_one(model: str, seed: int, out: Path, *, epochs: int | None, train_subset: int, device: str,
-            progress: bool) -> dict:
-    """Train (or reuse, or resume) one step on one seed in ``out``; its metrics."""
+            progress: bool, tag: bool = False) -> dict:
+    """Train (or reuse, or resume) one step on one seed in ``out``; its metrics. ``tag``: start each line it
+    prints with the step and seed (runs side by side print in turns)."""
+    log = (lambda line: print(f"[{model} seed {seed}] {line}", flush=True)) if tag else print
     overrides = {"seed": seed, "device": device, "train_subset": train_subset}
     if epochs is not None:
         overrides["epochs"] = epochs
     cfg = recipe(model, **overrides)
     if not (out / "checkpoint.pt").exists():
-        return train(cfg, out, progress=progress)
+        return train(cfg, out, progress=progress, log=log)
     if comparable(load_checkpoint(out)["config"]) != comparable(dataclasses.asdict(cfg)):
         raise RunError(f"{out} holds a run with other settings than {model}'s recipe now; "
                        "remove that folder (or all of runs/steps/) or pass --runs-dir")
-    return train(None, resume=out, progress=progress)
+    return train(None, resume=out, progress=progress, log=log)
 
 
 def step_summary(notebook: str, runs: list[dict]) -> dict:
@@ -86,8 +89,9 @@ def step_summary(notebook: str, runs: list[dict]) -> dict:
     }
 
 
-def summarize(results: dict[str, list[dict]], seeds: list[int], command: str) -> dict:
-    """results/steps.json: the shared settings once, then every step (in course order)."""
+def summarize(results: dict[str, list[dict]], seeds: list[int], command: str, jobs: int = 1) -> dict:
+    """results/steps.json: the shared settings once, then every step (in course order). ``jobs``: how many
+    runs trained side by side, which their wall times depend on (their numbers do not)."""
     first = next(iter(results.values()))[0]
     shared = {k: v for k, v in comparable(first["config"]).items() if k not in RUN_FIELDS and k != "augment"}
     for runs in results.values():
@@ -103,6 +107,7 @@ def summarize(results: dict[str, list[dict]], seeds: list[int], command: str) ->
         "cpu": cpu_name(),
         "versions": versions(),
         "command": command,
+        "jobs": jobs,
         "steps": [step_summary(nb, results[nb]) for nb in STEPS if nb in results],
     }
 
@@ -119,21 +124,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS))
     parser.add_argument("--summary", default=str(SUMMARY))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help="runs side by side, each on its share of the threads (default: one per core on the "
+                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
     args = parser.parse_args(argv)
     distinct(parser, args.seeds, "--seeds")
     output_file(parser, args.summary, "--summary")  # now, not after hours of training
-    progress = not args.no_progress and sys.stderr.isatty()
-    results: dict[str, list[dict]] = {}
     try:
-        for notebook in [nb for nb in STEPS if nb in args.steps]:
-            model = STEPS[notebook]
-            results[notebook] = [
-                run_one(model, seed, Path(args.runs_dir) / model / f"seed{seed}", epochs=args.epochs,
-                        train_subset=args.train_subset, device=args.device, progress=progress)
-                for seed in args.seeds]
+        jobs = args.jobs or default_jobs(args.device)
+        notebooks = [nb for nb in STEPS if nb in args.steps]
+        calls = [dict(model=STEPS[nb], seed=seed, out=Path(args.runs_dir) / STEPS[nb] / f"seed{seed}",
+                      epochs=args.epochs, train_subset=args.train_subset, device=args.device,
+                      progress=jobs == 1 and not args.no_progress and sys.stderr.isatty(), tag=jobs > 1)
+                 for nb in notebooks for seed in args.seeds]
+        runs = iter(run_all(run_one, calls, jobs))
+        results: dict[str, list[dict]] = {nb: [next(runs) for _ in args.seeds] for nb in notebooks}
         devices = (r["device"] for runs in results.values() for r in runs)
         command = threads_prefix(devices) + shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])])
-        summary = summarize(results, args.seeds, command)
+        summary = summarize(results, args.seeds, command, min(jobs, len(calls)))
     except (RunError, ValueError) as exc:
         parser.error(str(exc).replace("\n", " "))
     atomic_write_json(args.summary, summary)

@@ -1,0 +1,64 @@
+"""A sweep's runs side by side: one worker process per core, one torch thread in each.
+
+A training step of these small networks keeps two threads poorly busy (two threads bought 1.36x over
+one on an Intel Xeon host), while two one-thread runs side by side do more work than one two-thread run.
+The stored sweeps were trained on one thread per run (``OMP_NUM_THREADS=1``), and a run's float sums follow
+its thread count, not how many runs share the machine: a run trained beside others gives the numbers it
+gives alone. Only its wall time grows, so a summary says how many ran at once.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+import torch
+
+from utils.runs import device_name, resolve_device
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or ``taskset`` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_jobs(device: str) -> int:
+    """One run per core on the CPU; one at a time on a GPU, whose runs would share the one device."""
+    return usable_cores() if resolve_device(device).type == "cpu" else 1
+
+
+def threads_per_job(jobs: int) -> int:
+    """torch's thread count (``OMP_NUM_THREADS``, else one per core) shared out among ``jobs`` runs, at least one."""
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def worker_device_name(device: str, jobs: int) -> str:
+    """utils.runs.device_name as each run sees it when ``jobs`` train side by side (its thread count)."""
+    before, threads = torch.get_num_threads(), threads_per_job(jobs) if jobs > 1 else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return device_name(resolve_device(device))
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_all(fn, calls: list[dict], jobs: int) -> list:
+    """``[fn(**c) for c in calls]``, in order. With ``jobs`` > 1 the calls run in that many fresh processes
+    (``fn`` must be importable), each on threads_per_job(jobs) threads; the first error stops the calls that
+    have not started, waits for the ones running (each saves its epochs, so a re-run reuses them) and is raised."""
+    jobs = min(jobs, len(calls))
+    if jobs <= 1:
+        return [fn(**c) for c in calls]
+    spawn = multiprocessing.get_context("spawn")  # not fork: a forked OpenMP runtime can hang
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=torch.set_num_threads,
+                             initargs=(threads_per_job(jobs),)) as pool:
+        futures = [pool.submit(fn, **c) for c in calls]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed[0].exception()
+        return [f.result() for f in futures]
