@@ -45,8 +45,9 @@ def test_stored_baselines_round_trip_and_are_refused_when_they_do_not_fit(tiny_b
     path = tiny_budget
     runs, why = exercises.stored_baseline("04_gap", TINY, (1, 2), path)
     assert runs is None and "not found" in why and "python -m tools.exercise_baselines" in why
-    assert exercise_baselines.main(["--steps", "04_gap", "--summary", str(path)]) == 0
+    assert exercise_baselines.main(["--steps", "04_gap", "--summary", str(path), "--jobs", "2"]) == 0
     stored = json.loads(path.read_text())
+    assert stored["device"].endswith("1 threads)"), "each of the two side-by-side runs trained on one thread"
     assert stored["budget"] == TINY and stored["seeds"] == [1, 2] and list(stored["steps"]) == ["04_gap"]
     runs, why = exercises.stored_baseline("04_gap", TINY, (1, 2), path)
     assert [r["seed"] for r in runs] == [1, 2] and "stored in" in why
@@ -63,7 +64,7 @@ def test_stored_baselines_round_trip_and_are_refused_when_they_do_not_fit(tiny_b
 
 
 def test_judge_trains_only_the_variant_against_stored_baselines(tiny_budget, monkeypatch, capsys, one_cpu_thread):
-    exercise_baselines.main(["--steps", "03_dropout", "--summary", str(tiny_budget)])
+    exercise_baselines.main(["--steps", "03_dropout", "--summary", str(tiny_budget), "--jobs", "1"])
     monkeypatch.setattr(exercises, "BASELINES", tiny_budget)
     trained = []
     real = exercises.short_run

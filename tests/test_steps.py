@@ -15,7 +15,8 @@ from utils.models import STEPS, build_model
 from utils.summary import count_parameters
 from utils.train import Config
 
-TINY = ["--seeds", "1", "2", "--epochs", "1", "--train-subset", "512", "--device", "cpu", "--no-progress"]
+TINY = ["--seeds", "1", "2", "--epochs", "1", "--train-subset", "512", "--device", "cpu", "--no-progress",
+        "--jobs", "1"]
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
@@ -78,6 +79,31 @@ def test_a_run_with_other_settings_is_refused_in_one_line(sweep, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         S.main(["--seeds", "1", "--epochs", "2", "--train-subset", "512", "--device", "cpu", "--no-progress",
                 "--steps", "01_baseline", "--runs-dir", str(folder / "runs"), "--summary", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other settings" in err and "--runs-dir" in err
+
+
+def test_runs_side_by_side_give_the_numbers_of_runs_one_by_one(sweep, tmp_path, capfd):
+    """--jobs 2: two worker processes on one thread each (this process trains on one), the same ten runs."""
+    _, _, one_by_one = sweep
+    out = tmp_path / "parallel.json"
+    assert TINY[-2:] == ["--jobs", "1"]
+    assert S.main(TINY[:-1] + ["2", "--runs-dir", str(tmp_path / "runs"), "--summary", str(out)]) == 0
+    side_by_side = json.loads(out.read_text())
+    numbers = lambda s: [{k: v for k, v in r.items() if k != "wall_seconds"} for st in s["steps"] for r in st["runs"]]  # noqa: E731
+    assert numbers(side_by_side) == numbers(one_by_one) and side_by_side["jobs"] == 2 and one_by_one["jobs"] == 1
+    assert side_by_side["device"].endswith("1 threads)") and side_by_side["command"].startswith("OMP_NUM_THREADS=1 ")
+    printed = capfd.readouterr().out  # the workers write to this process's stdout, not to sys.stdout
+    assert "[baseline seed 2] model baseline:" in printed and "[final seed 1] epoch" in printed, "lines name their run"
+
+
+def test_a_refused_run_in_a_worker_is_one_error_line(sweep, tmp_path, capsys):
+    folder, _, _ = sweep
+    out = tmp_path / "other.json"
+    with pytest.raises(SystemExit) as exit_:
+        S.main(["--seeds", "1", "2", "--epochs", "2", "--train-subset", "512", "--device", "cpu", "--no-progress",
+                "--jobs", "2", "--steps", "01_baseline", "--runs-dir", str(folder / "runs"), "--summary", str(out)])
     assert exit_.value.code == 2 and not out.exists()
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other settings" in err and "--runs-dir" in err

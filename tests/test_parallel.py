@@ -1,0 +1,54 @@
+"""tools.parallel: how many runs a sweep trains side by side, on how many threads each, and what its
+tables say about it. That the runs give the same numbers side by side is tests/test_steps.py's."""
+import json
+import os
+
+import pytest
+import torch
+
+from tools import parallel, seeds
+from utils.runs import REPO_ROOT
+
+
+def test_one_run_per_usable_core_on_the_cpu_and_one_at_a_time_on_a_gpu(monkeypatch):
+    assert parallel.default_jobs("cpu") == parallel.usable_cores() >= 1
+    if hasattr(os, "sched_getaffinity"):
+        assert parallel.usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(parallel, "resolve_device", lambda name: torch.device("cuda"))
+    assert parallel.default_jobs("auto") == 1
+
+
+@pytest.mark.parametrize(("threads", "jobs", "each"), [(2, 2, 1), (1, 2, 1), (16, 4, 4), (16, 3, 5), (2, 1, 2)])
+def test_the_threads_are_shared_out_among_the_runs_at_least_one_each(monkeypatch, threads, jobs, each):
+    monkeypatch.setattr(parallel.torch, "get_num_threads", lambda: threads)
+    assert parallel.threads_per_job(jobs) == each
+
+
+def test_the_device_of_side_by_side_runs_names_their_thread_count_and_leaves_this_process_alone():
+    before = torch.get_num_threads()
+    expected = parallel.threads_per_job(2)
+    assert parallel.worker_device_name("cpu", 2).endswith(f", {expected} threads)")
+    assert parallel.worker_device_name("cpu", 1).endswith(f", {before} threads)")
+    assert torch.get_num_threads() == before
+
+
+def test_one_call_or_one_job_runs_in_this_process():
+    pid = os.getpid()
+    assert parallel.run_all(os.getpid, [{}], jobs=4) == [pid], "one call: no worker process is started"
+    assert parallel.run_all(os.getpid, [{}, {}], jobs=1) == [pid, pid]
+
+
+def test_the_seed_table_says_when_its_wall_times_were_shared():
+    stored = json.loads((REPO_ROOT / "results" / "seeds.json").read_text())
+    assert "side by side" not in seeds.markdown_table(stored), "the stored seeds trained one by one"
+    shared = seeds.markdown_table({**stored, "jobs": 2})
+    assert "2 seeds trained side by side, so each wall time is that of a run sharing the machine." in shared
+
+
+def test_the_step_table_says_how_many_runs_shared_the_machine():
+    from tools import report
+
+    stored = json.loads((REPO_ROOT / "results" / "steps.json").read_text())
+    assert "jobs" not in stored and report.runs_at_a_time(stored) == "two runs at a time", "the 2026-11-26 sweep"
+    assert report.runs_at_a_time({**stored, "jobs": 1}) == "one run at a time"
+    assert report.runs_at_a_time({**stored, "jobs": 8}) == "8 runs at a time"
