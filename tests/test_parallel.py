@@ -24,6 +24,23 @@ def test_the_threads_are_shared_out_among_the_runs_at_least_one_each(monkeypatch
     assert parallel.threads_per_job(jobs) == each
 
 
+def test_a_sweep_never_starts_more_workers_than_it_has_runs(monkeypatch):
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 4)
+    assert parallel.jobs_for(None, "cpu", 10) == 4, "default: one per core"
+    assert parallel.jobs_for(None, "cpu", 3) == 3 and parallel.jobs_for(8, "cpu", 5) == 5
+    assert parallel.jobs_for(2, "cpu", 10) == 2 and parallel.jobs_for(None, "cpu", 0) == 1
+
+
+def test_jobs_must_be_a_positive_number():
+    from utils.cli import Parser
+
+    parser = Parser(prog="sweep")
+    parallel.add_jobs_argument(parser, "seeds")
+    assert parser.parse_args(["--jobs", "3"]).jobs == 3 and parser.parse_args([]).jobs is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--jobs", "0"])
+
+
 def test_the_device_of_side_by_side_runs_names_their_thread_count_and_leaves_this_process_alone():
     before = torch.get_num_threads()
     expected = parallel.threads_per_job(2)
@@ -40,7 +57,8 @@ def test_one_call_or_one_job_runs_in_this_process():
 
 def test_the_seed_table_says_when_its_wall_times_were_shared():
     stored = json.loads((REPO_ROOT / "results" / "seeds.json").read_text())
-    assert "side by side" not in seeds.markdown_table(stored), "the stored seeds trained one by one"
+    # no "jobs" in the stored summary: no sentence (the README's paragraph above the table says how they ran)
+    assert "side by side" not in seeds.markdown_table(stored), "a summary without jobs read as side by side"
     shared = seeds.markdown_table({**stored, "jobs": 2})
     assert "2 seeds trained side by side, so each wall time is that of a run sharing the machine." in shared
 

@@ -15,9 +15,9 @@ import dataclasses
 import shlex
 import sys
 
-from tools.parallel import default_jobs, run_all, worker_device_name
+from tools.parallel import add_jobs_argument, jobs_for, run_all, worker_device_name
 from tools.steps import cpu_name
-from utils.cli import Parser, positive_int
+from utils.cli import Parser
 from utils.exercises import BASELINES, BUDGET, RUNS, SEEDS, budget_config, describe_budget, short_run
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
@@ -28,16 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.exercise_baselines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS))
     parser.add_argument("--summary", default=str(BASELINES))
-    parser.add_argument("--jobs", type=positive_int, default=None,
-                        help="runs side by side, each on its share of the threads (default: one per core on the "
-                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
+    add_jobs_argument(parser)
     args = parser.parse_args(argv)
     print(f"Budget: {describe_budget(BUDGET, SEEDS)}.")
     steps = {}
     try:
-        jobs = args.jobs or default_jobs("auto")
         calls = [dict(cfg=budget_config(notebook, seed, BUDGET), out=RUNS / notebook / "unchanged" / f"seed{seed}")
                  for notebook in args.steps for seed in SEEDS]
+        jobs = jobs_for(args.jobs, "auto", len(calls))
         done = iter(run_all(short_run, calls, jobs))
         for notebook in args.steps:
             runs = [next(done) for _ in SEEDS]
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, ValueError) as exc:
         parser.error(" ".join(str(exc).split()))
     command = shlex.join(["python", "-m", "tools.exercise_baselines", *(argv if argv is not None else sys.argv[1:])])
-    summary = {"budget": BUDGET, "seeds": list(SEEDS), "device": worker_device_name("auto", min(jobs, len(calls))),
+    summary = {"budget": BUDGET, "seeds": list(SEEDS), "device": worker_device_name("auto", jobs),
                "cpu": cpu_name(), "versions": versions(), "command": command, "steps": steps}
     atomic_write_json(args.summary, summary)
     print(f"summary written to {shown_path(args.summary)}")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from tools.parallel import default_jobs, run_all
+from tools.parallel import add_jobs_argument, jobs_for, run_all
 from tools.steps import cpu_name
-from utils.cli import Parser, positive_int
+from utils.cli import Parser
 from utils.fsutil import atomic_write
 from utils.lessons import LESSON_DIR, LESSON_MODELS, comparable_settings, lesson_config, weights_path
 from utils.runs import REPO_ROOT, RunError, shown_path
@@ -58,14 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS))
     parser.add_argument("--out", default=str(LESSON_DIR), help="folder for the <model>.pt files")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--jobs", type=positive_int, default=None,
-                        help="networks trained side by side, each on its share of the threads (default: one per "
-                             "core on the CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
+    add_jobs_argument(parser, "networks")
     args = parser.parse_args(argv)
     progress = not args.no_progress and sys.stderr.isatty()
     command = shlex.join(["python", "-m", "tools.lesson_weights", *(argv if argv is not None else sys.argv[1:])])
     try:
-        jobs = args.jobs or default_jobs("auto")
+        jobs = jobs_for(args.jobs, "auto", len(args.models))
         runs = run_all(train_lesson, [dict(model=m, cfg=lesson_config(m), runs_dir=Path(args.runs_dir),
                                            progress=progress and jobs == 1) for m in args.models], jobs)
     except (RunError, ValueError) as exc:

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 import torch
 
+from utils.cli import positive_int
 from utils.runs import device_name, resolve_device
 
 
@@ -30,6 +31,18 @@ def default_jobs(device: str) -> int:
     return usable_cores() if resolve_device(device).type == "cpu" else 1
 
 
+def add_jobs_argument(parser, what: str = "runs") -> None:
+    """The ``--jobs`` option every sweep takes (``what``: what it trains side by side)."""
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help=f"{what} side by side, each on its share of the threads (default: one per core on the "
+                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
+
+
+def jobs_for(requested: int | None, device: str, calls: int) -> int:
+    """How many of ``calls`` runs train at once: ``--jobs`` or default_jobs, never more than there are runs."""
+    return max(1, min(requested or default_jobs(device), calls))
+
+
 def threads_per_job(jobs: int) -> int:
     """torch's thread count (``OMP_NUM_THREADS``, else one per core) shared out among ``jobs`` runs, at least one."""
     return max(1, torch.get_num_threads() // jobs)
@@ -37,8 +50,8 @@ def threads_per_job(jobs: int) -> int:
 
 def worker_device_name(device: str, jobs: int) -> str:
     """utils.runs.device_name as each run sees it when ``jobs`` train side by side (its thread count)."""
-    before, threads = torch.get_num_threads(), threads_per_job(jobs) if jobs > 1 else torch.get_num_threads()
-    torch.set_num_threads(threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads_per_job(jobs) if jobs > 1 else before)
     try:
         return device_name(resolve_device(device))
     finally:
@@ -47,8 +60,9 @@ def worker_device_name(device: str, jobs: int) -> str:
 
 def run_all(fn, calls: list[dict], jobs: int) -> list:
     """``[fn(**c) for c in calls]``, in order. With ``jobs`` > 1 the calls run in that many fresh processes
-    (``fn`` must be importable), each on threads_per_job(jobs) threads; the first error stops the calls that
-    have not started, waits for the ones running (each saves its epochs, so a re-run reuses them) and is raised."""
+    (``fn`` must be importable), each on threads_per_job(jobs) threads (jobs_for says how many); the first error
+    stops the calls that have not started, waits for the ones running (each saves its epochs, so a re-run reuses
+    them) and is raised."""
     jobs = min(jobs, len(calls))
     if jobs <= 1:
         return [fn(**c) for c in calls]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tools.parallel import default_jobs, run_all
+from tools.parallel import add_jobs_argument, jobs_for, run_all
 from tools.steps import RUNS, run_one, threads_prefix
 from utils import GOAL
-from utils.cli import Parser, distinct, output_file, positive_int, seed_int
+from utils.cli import Parser, distinct, output_file, seed_int
 from utils.course import spread
 from utils.fsutil import atomic_write_json
 from utils.runs import DEVICES, REPO_ROOT, RunError, versions
@@ -100,16 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the summary the README table is made from (default: results/seeds.json; with "
                              "--device cuda: results/seeds-cuda.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--jobs", type=positive_int, default=None,
-                        help="seeds side by side, each on its share of the threads (default: one per core on the "
-                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
+    add_jobs_argument(parser, "seeds")
     args = parser.parse_args(argv)
     runs_dir, summary_path = default_paths(args.device)
     runs_dir, summary_path = Path(args.runs_dir or runs_dir), Path(args.summary or summary_path)
     distinct(parser, args.seeds, "--seeds")
     output_file(parser, args.summary if args.summary is not None else summary_path, "--summary")
     try:
-        jobs = min(args.jobs or default_jobs(args.device), len(args.seeds))
+        jobs = jobs_for(args.jobs, args.device, len(args.seeds))
         runs = run_all(run_one, [dict(model="final", seed=seed, out=runs_dir / f"seed{seed}", epochs=None,
                                       train_subset=0, device=args.device,
                                       progress=jobs == 1 and not args.no_progress, tag=jobs > 1)

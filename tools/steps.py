@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tools.parallel import default_jobs, run_all
+from tools.parallel import add_jobs_argument, jobs_for, run_all
 from utils.cli import Parser, distinct, non_negative_int, output_file, positive_int, seed_int
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
@@ -124,15 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS))
     parser.add_argument("--summary", default=str(SUMMARY))
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--jobs", type=positive_int, default=None,
-                        help="runs side by side, each on its share of the threads (default: one per core on the "
-                             "CPU, one on a GPU); the numbers do not depend on it, see tools.parallel")
+    add_jobs_argument(parser)
     args = parser.parse_args(argv)
     distinct(parser, args.seeds, "--seeds")
     output_file(parser, args.summary, "--summary")  # now, not after hours of training
     try:
-        jobs = args.jobs or default_jobs(args.device)
         notebooks = [nb for nb in STEPS if nb in args.steps]
+        jobs = jobs_for(args.jobs, args.device, len(notebooks) * len(args.seeds))
         calls = [dict(model=STEPS[nb], seed=seed, out=Path(args.runs_dir) / STEPS[nb] / f"seed{seed}",
                       epochs=args.epochs, train_subset=args.train_subset, device=args.device,
                       progress=jobs == 1 and not args.no_progress and sys.stderr.isatty(), tag=jobs > 1)
@@ -141,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[dict]] = {nb: [next(runs) for _ in args.seeds] for nb in notebooks}
         devices = (r["device"] for runs in results.values() for r in runs)
         command = threads_prefix(devices) + shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])])
-        summary = summarize(results, args.seeds, command, min(jobs, len(calls)))
+        summary = summarize(results, args.seeds, command, jobs)
     except (RunError, ValueError) as exc:
         parser.error(str(exc).replace("\n", " "))
     atomic_write_json(args.summary, summary)
