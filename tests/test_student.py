@@ -30,6 +30,7 @@ BOUNDARY = re.compile(r"#\s+(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS)\b")
 SOLUTION_LINE = re.compile(r"#\s*SOLUTION(\s+NO PROMPT)?\s*$")
 CHECK = re.compile(r'^grader\.check\("([\w-]+)"\)$')
 OTTER_CELL = "# The exercises' checks (otter-grader)"
+pytestmark = pytest.mark.student  # every test here reads build/student/, which make test builds after the fast tests
 STUDENT_RUN_S = 900  # one notebook in quick mode: under a minute here, generous for a loaded CI host
 
 

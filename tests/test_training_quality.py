@@ -7,7 +7,7 @@ images, validated on the last 5,000 (never the test set), one CPU thread, this f
 
     seeds 1-8, validation accuracy %: 95.02 94.48 94.66 94.68 93.22 94.84 95.24 95.42 (min 93.22, mean 94.70)
 
-The same run with the code broken by hand, seeds 1-3 (NOTES-tests.md has the edits):
+The same run with the code broken by hand (each edit named on its line), seeds 1-3:
 
     sched.step() removed from train_epoch         59.62 52.64 56.16
     momentum 0, no Nesterov, no momentum cycle      65.38 63.38 61.94

@@ -3,14 +3,14 @@
     .venv-book/bin/python -m tools.book           # build/book/_build/html/index.html
     .venv-book/bin/python -m tools.book --out DIR
 
-The pages (book/_toc.yml): README.md as the landing page, the five notebooks as they are stored
+The pages (docs/book/_toc.yml): README.md as the landing page, the five notebooks as they are stored
 (executed, with their outputs; the book never runs one), docs/reproducibility.md and
 results/tuning.md. They are copied into ``OUT/src/`` with the repository's layout, and changed
 in three ways so that the book stands alone:
 
 * a relative link to a repository file that is not a page of the book (``utils/models.py``,
   ``LICENSE``, a folder) points at that file on GitHub, in the repository the Makefile names;
-* the Colab badge image is the book's own copy (book/_static/colab-badge.svg), and the README's CI
+* the Colab badge image is the book's own copy (docs/book/_static/colab-badge.svg), and the README's CI
   badge is left out, so no page loads an image from elsewhere;
 * nothing else: text, outputs and figures are the stored ones.
 
@@ -30,7 +30,7 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOK = ROOT / "book"
+BOOK = ROOT / "docs" / "book"
 OUT = ROOT / "build" / "book"
 JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -45,7 +45,7 @@ class BookError(Exception):
 
 
 def pages() -> dict[str, Path]:
-    """Book path (no suffix) -> the repository file it is made from, in the order of book/_toc.yml."""
+    """Book path (no suffix) -> the repository file it is made from, in the order of docs/book/_toc.yml."""
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
     names = [toc["root"]] + [chapter["file"] for chapter in toc["chapters"]]
     found = {}
@@ -55,7 +55,7 @@ def pages() -> dict[str, Path]:
             continue
         source = next((ROOT / f"{name}{ext}" for ext in (".ipynb", ".md") if (ROOT / f"{name}{ext}").is_file()), None)
         if source is None:
-            raise BookError(f"book/_toc.yml lists {name}, which is neither {name}.ipynb nor {name}.md")
+            raise BookError(f"docs/book/_toc.yml lists {name}, which is neither {name}.ipynb nor {name}.md")
         found[name] = source
     return found
 

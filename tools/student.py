@@ -13,7 +13,7 @@ The notebooks in notebooks/ are otter's master notebooks (raw cells ``# BEGIN QU
 
 Before ``otter assign`` reads a notebook, one code cell is added after the course's set-up cell (the
 notebook's second code cell): it imports otter (installing the missing packages of
-requirements-student.txt with --no-deps where they are missing, as on Colab), fetches the checks on
+requirements/student.txt with --no-deps where they are missing, as on Colab), fetches the checks on
 Colab, and makes ``grader``. otter's own first-cell init cell cannot be used: it would run before the
 set-up cell that finds (or, on Colab, clones) the course. Each master is read from a staging folder
 (build/student/.stage/NAME/) where copies of utils/, the results the notebooks read and the autograder's
@@ -40,8 +40,8 @@ OTTER = Path(sys.executable).parent / "otter"
 STUDENT_BRANCH = "student"  # where .github/workflows/pages.yml publishes build/student (notebooks + tests)
 # copied beside the staged master: otter puts only files below the master (no links) into the autograder
 STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/lessons/baseline.pt",
-          "results/lessons/gap.pt", "results/lessons/final.pt", "requirements-student.txt",
-          "requirements-autograder.txt")
+          "results/lessons/gap.pt", "results/lessons/final.pt", "requirements/student.txt",
+          "requirements/autograder.txt")
 BADGE = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)main/notebooks/([\w.-]+\.ipynb)")
 OTTER_CELL_MARK = "# The exercises' checks (otter-grader)"
 
@@ -55,7 +55,7 @@ def otter_cell(stem: str) -> str:
     return f'''{OTTER_CELL_MARK}: grader.check("name") runs the checks of one exercise.
 import importlib, importlib.util
 
-requirements = [line.split("#") for line in (ROOT / "requirements-student.txt").read_text().splitlines()
+requirements = [line.split("#") for line in (ROOT / "requirements/student.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
 missing = [spec.strip() for spec, module in requirements if importlib.util.find_spec(module.strip()) is None]
 if missing:  # e.g. on Colab: otter's few packages, --no-deps, so Colab's torch and the rest stay as they are
