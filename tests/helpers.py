@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from utils import data
-from utils.train import Config, recipe
+from utils.config import Config, recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,12 +59,14 @@ def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> 
     (made by utils.runs, not trained)."""
     import torch
 
-    from utils.runs import make_metrics
+    from utils.runs import Run, make_metrics
 
-    history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "test_loss": 1.0, "test_accuracy": acc,
-                "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
-    return make_metrics(recipe(model, epochs=len(history), seed=seed), 3, history, 1.0, torch.device("cpu"), out,
-                        "arch")
+    run = Run(recipe(model, epochs=len(test_accuracies), seed=seed), Path(out), torch.device("cpu"), None, False)
+    run.history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "test_loss": 1.0, "test_accuracy": acc,
+                    "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
+    run.params, run.architecture = 3, "arch"
+    return make_metrics(run, 1.0)
+
 
 def requirements(name: str) -> dict[str, str | None]:
     """name -> pinned version (None when unpinned) from a requirements file at the repository root."""
@@ -96,14 +98,14 @@ def stop_after_saving(patch, epochs: int, why: str = "Ctrl-C") -> None:
     SIGKILL, then leaves on disk); ``patch``: a monkeypatch (context)."""
     from utils import runs
 
-    real_save = runs.save_run
+    real_save = runs.Run.save
 
-    def save_then_stop(out, model, opt, sched, cfg, history, *rest):
-        real_save(out, model, opt, sched, cfg, history, *rest)
-        if len(history) == epochs:
+    def save_then_stop(run, *args):
+        real_save(run, *args)
+        if len(run.history) == epochs:
             raise KeyboardInterrupt(f"{why} after epoch {epochs}")
 
-    patch.setattr(runs, "save_run", save_then_stop)
+    patch.setattr(runs.Run, "save", save_then_stop)
 
 
 def one_error_line(capsys, main, argv, *words, status=2):

@@ -16,12 +16,13 @@ import pytest
 import torch
 from helpers import ROOT, cli_env, one_error_line, tiny_config, without_timing
 
-from utils import cli, predict, runs
+from utils import predict, runs
+from utils.train import main as train_main
 
 
 def test_train_help(capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["--help"])
+        train_main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0
     for option in ("--model", "--epochs", "--batch-size", "--resume", "--out", "--train-subset", "--no-progress"):
@@ -40,7 +41,7 @@ def test_train_help(capsys):
 def test_shared_argument_types(kind, text, ok):
     import argparse
 
-    from utils import cli
+    from utils import settings as cli
     if ok is None:
         with pytest.raises(argparse.ArgumentTypeError):
             getattr(cli, kind)(text)
@@ -50,12 +51,12 @@ def test_shared_argument_types(kind, text, ok):
 
 @pytest.fixture(scope="module")
 def gap_run(tmp_path_factory):
-    """``python -m utils.train --model gap ...`` through cli.main in this process, its output captured as
+    """``python -m utils.train --model gap ...`` through train_main in this process, its output captured as
     a pipe or a log file would take it (not a terminal)."""
     out = tmp_path_factory.mktemp("cli") / "gap"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(["--model", "gap", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
+        code = train_main(["--model", "gap", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
                          "--out", str(out)])
     assert code == 0, stderr.getvalue()
     assert "final test accuracy" in stdout.getvalue()
@@ -72,10 +73,10 @@ def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, termin
         seen.append(progress)
         raise runs.RunError("stopped by the test")
 
-    monkeypatch.setattr(cli, "train", record_and_stop)
+    monkeypatch.setattr("utils.train.train", record_and_stop)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     with pytest.raises(SystemExit):
-        cli.main(["--epochs", "1", *flags])
+        train_main(["--epochs", "1", *flags])
     assert seen == [shown]
 
 
@@ -89,12 +90,12 @@ def test_progress_bar_only_on_a_terminal_and_only_when_asked(monkeypatch, termin
     (["--lr", "nan"], ["--lr", "positive number"]),
 ])
 def test_bad_arguments_fail_with_one_line(args, words, tmp_path, capsys, no_training):
-    one_error_line(capsys, cli.main, [*args, "--no-progress", "--out", str(tmp_path / "run")], *words)
+    one_error_line(capsys, train_main, [*args, "--no-progress", "--out", str(tmp_path / "run")], *words)
     assert not (tmp_path / "run").exists(), "nothing is trained or written"
 
 
 def test_a_tuning_run_reports_validation_accuracy(tmp_path, capsys, one_cpu_thread):
-    assert cli.main(["--holdout", "2000", "--train-subset", "512", "--epochs", "1", "--device", "cpu",
+    assert train_main(["--holdout", "2000", "--train-subset", "512", "--epochs", "1", "--device", "cpu",
                      "--no-progress", "--out", str(tmp_path / "tune")]) == 0
     out = capsys.readouterr().out
     metrics = json.loads((tmp_path / "tune" / "metrics.json").read_text())
@@ -105,7 +106,7 @@ def test_a_tuning_run_reports_validation_accuracy(tmp_path, capsys, one_cpu_thre
 def test_resume_of_another_model_fails_with_one_line(gap_run, capsys, no_training):
     before = (gap_run / "checkpoint.pt").read_bytes()
     argv = ["--resume", str(gap_run), "--model", "final", "--no-progress"]
-    one_error_line(capsys, cli.main, argv, "'gap'", "'final'")
+    one_error_line(capsys, train_main, argv, "'gap'", "'final'")
     assert (gap_run / "checkpoint.pt").read_bytes() == before
 
 
@@ -157,7 +158,7 @@ def test_killed_cli_run_resumes_to_the_same_result(tmp_path, tiny_run, capsys, o
     done = json.loads((out / "metrics.json").read_text())["epochs"]
     assert done in (1, 2), "killed part-way"
 
-    assert cli.main(["--resume", str(out), "--no-progress"]) == 0
+    assert train_main(["--resume", str(out), "--no-progress"]) == 0
     b = json.loads((out / "metrics.json").read_text())
     assert b["epochs"] == 3
     assert without_timing(b["history"]) == without_timing(a["history"])

@@ -9,8 +9,9 @@ import pytest
 from helpers import one_epoch_metrics
 
 from utils import augment, course
+from utils.config import Config, recipe, resolve_device, stored_settings
 from utils.models import MODELS
-from utils.train import Config, evaluate, recipe, stored_settings, train, train_epoch
+from utils.train import evaluate, train, train_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +102,9 @@ def test_show_helpers_display_the_real_code(shown):
 def test_setup_reads_the_recipe_and_quick_mode(monkeypatch, capsys):
     monkeypatch.delenv(course.QUICK_ENV, raising=False)
     run = course.setup("03_dropout", epochs=None, seed=2, out_dir="../runs/03_dropout")
-    assert run.cfg == recipe("dropout", seed=2) and run.dir == ROOT / "runs" / "03_dropout" and not run.quick
+    assert run.device == resolve_device("auto"), "the device is resolved once, in the set-up cell"
+    assert run.cfg == recipe("dropout", seed=2, device=run.device.type)
+    assert run.dir == ROOT / "runs" / "03_dropout" and not run.quick
     out = capsys.readouterr().out
     assert f"{Config().epochs} epochs on all 60,000 training images" in out and "run folder runs/03_dropout" in out
     assert str(ROOT) not in out

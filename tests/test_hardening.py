@@ -13,9 +13,12 @@ import torch
 from hardening_helpers import copy_run, edited_checkpoint, small, snapshot
 from helpers import copy_of_mnist, one_error_line, quiet, without_timing
 
-from utils import cli, data, predict, runs
+from utils import data, predict, runs
+from utils.config import Config
 from utils.models import build_model
-from utils.train import Config, epoch_seed, load_checkpoint, train, train_epoch
+from utils.runs import read_checkpoint
+from utils.train import epoch_seed, train, train_epoch
+from utils.train import main as train_main
 
 
 @pytest.fixture
@@ -53,9 +56,9 @@ def test_a_pickle_payload_is_refused_without_running(tmp_path, capsys):
     run.mkdir()
     torch.save({"model": "final", "model_state": Payload(marker)}, run / "checkpoint.pt")
     with pytest.raises(runs.RunError, match="checkpoint.pt"):
-        load_checkpoint(run)
+        read_checkpoint(run)
     one_error_line(capsys, predict.main, [str(run / "checkpoint.pt"), "--device", "cpu"], "checkpoint.pt")
-    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], "checkpoint.pt")
+    one_error_line(capsys, train_main, ["--resume", str(run), "--no-progress"], "checkpoint.pt")
     assert not marker.exists(), "the payload ran"
 
 
@@ -119,7 +122,7 @@ def test_the_out_folder_is_checked_before_training(tmp_path, monkeypatch, capsys
         raise AssertionError("trained before checking --out")
 
     monkeypatch.setattr("utils.train.train_epoch", no_training)
-    one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress",
+    one_error_line(capsys, train_main, ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress",
                                     "--out", str(out)], str(out))
     assert blocker.read_text() == "not a folder"
 
@@ -139,7 +142,7 @@ def test_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatch, caps
     a_file.write_text("not a folder")
     with pytest.raises(data.MNISTDataError, match="a-file"):
         data.load_mnist(a_file)  # NotADirectoryError underneath
-    one_error_line(capsys, cli.main, ["--data-root", str(a_file), "--epochs", "1", "--train-subset", "256",
+    one_error_line(capsys, train_main, ["--data-root", str(a_file), "--epochs", "1", "--train-subset", "256",
                                     "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")], "a-file")
 
     # A read-only data folder missing a file (root ignores permissions, so the refusal is simulated).
@@ -185,7 +188,7 @@ def test_foreign_or_mismatched_checkpoints_give_one_line(finished, tmp_path, cap
     torch.save(FOREIGN[kind](state), run / "checkpoint.pt")
     before = snapshot(run)
     one_error_line(capsys, predict.main, [str(run), "--device", "cpu"], str(run / "checkpoint.pt"))
-    one_error_line(capsys, cli.main, ["--resume", str(run), "--no-progress"], str(run / "checkpoint.pt"))
+    one_error_line(capsys, train_main, ["--resume", str(run), "--no-progress"], str(run / "checkpoint.pt"))
     assert snapshot(run) == before
 
 
@@ -197,7 +200,7 @@ def test_a_finished_run_with_a_lost_metrics_json_is_repaired(finished, tmp_path,
         metrics.unlink()
     else:
         metrics.write_text(metrics.read_text()[: len(metrics.read_text()) // 2])
-    assert cli.main(["--resume", str(run), "--no-progress"]) == 0
+    assert train_main(["--resume", str(run), "--no-progress"]) == 0
     assert f"final test accuracy {finished[1]['final_test_accuracy']:.2f}%" in capsys.readouterr().out
     assert json.loads(metrics.read_text()) == finished[1]
 
@@ -212,11 +215,11 @@ def test_resume_honours_device_and_refuses_other_changes(finished, stopped_run, 
     for flag, value in [("--epochs", "5"), ("--lr", "0.5"), ("--batch-size", "64"), ("--seed", "7"),
                         ("--train-subset", "512"), ("--holdout", "1000"), ("--no-augment", None)]:
         argv = ["--resume", str(run), "--no-progress", "--device", "cpu", flag] + ([value] if value else [])
-        one_error_line(capsys, cli.main, argv, flag)
+        one_error_line(capsys, train_main, argv, flag)
         assert snapshot(run) == before, flag
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no GPU
-    assert cli.main(["--resume", str(run), "--no-progress", "--device", "cpu", "--epochs", "2"]) == 0
+    assert train_main(["--resume", str(run), "--no-progress", "--device", "cpu", "--epochs", "2"]) == 0
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["complete"] and resumed["config"]["device"] == "cpu" and resumed["device"].startswith("cpu")
     assert without_timing(resumed["history"]) == without_timing(ref["history"])
@@ -245,7 +248,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_p
 def test_a_huge_learning_rate_ends_in_one_line(tmp_path, capsys, one_cpu_thread):
     argv = ["--model", "baseline", "--lr", "1000", "--epochs", "1", "--train-subset", "512", "--device", "cpu",
             "--no-progress", "--out", str(tmp_path / "run")]
-    one_error_line(capsys, cli.main, argv, "lower --lr")
+    one_error_line(capsys, train_main, argv, "lower --lr")
 
 
 # 10. The smaller ones.
@@ -266,8 +269,8 @@ def test_nan_input_is_refused_before_it_reaches_batchnorm():
 
 
 def test_seed_out_of_range_is_named(capsys, tmp_path):
-    one_error_line(capsys, cli.main, ["--seed", "99999999999999999999", "--out", str(tmp_path / "r")], "--seed")
-    one_error_line(capsys, cli.main, ["--seed", "-1", "--out", str(tmp_path / "r")], "--seed")
+    one_error_line(capsys, train_main, ["--seed", "99999999999999999999", "--out", str(tmp_path / "r")], "--seed")
+    one_error_line(capsys, train_main, ["--seed", "-1", "--out", str(tmp_path / "r")], "--seed")
     with pytest.raises(runs.RunError, match="seed"):
         train(small(seed=2**64), tmp_path / "r", progress=False, log=quiet)
     assert not (tmp_path / "r").exists()
@@ -280,7 +283,7 @@ def test_seed_out_of_range_is_named(capsys, tmp_path):
 def test_a_batch_larger_than_the_training_set_is_refused(capsys, tmp_path):
     with pytest.raises(runs.RunError, match="batch size 300 .* 256 training images"):
         train(small(batch_size=300), tmp_path / "r", progress=False, log=quiet)
-    one_error_line(capsys, cli.main, ["--batch-size", "100000", "--out", str(tmp_path / "r")], "--batch-size",
+    one_error_line(capsys, train_main, ["--batch-size", "100000", "--out", str(tmp_path / "r")], "--batch-size",
                    "60,000")
     assert not (tmp_path / "r").exists()
 
@@ -355,7 +358,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(finished, tmp_path, capsys,
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", disk_fills_in_epoch_2)
         patch.setattr(fsutil.shutil, "disk_usage", lambda path: shutil_usage(total=100_000, used=100_000, free=0))
-        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+        one_error_line(capsys, train_main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
                                         "--no-progress", "--out", str(run)],
                        f"no space left on the device of {run} while saving epoch 2", f"--resume {run}")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json"]
@@ -383,7 +386,7 @@ def test_a_full_tmpfs_is_one_line_and_the_run_resumes(finished, tmp_path, capsys
         pytest.skip(f"mounting a tmpfs is not permitted here ({r.stderr.strip()}); "
                     "test_a_full_disk_is_one_line_and_the_run_resumes simulates the full disk instead")
     try:
-        one_error_line(capsys, cli.main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
+        one_error_line(capsys, train_main, ["--train-subset", "256", "--epochs", "2", "--device", "cpu",
                                         "--no-progress", "--out", str(mount)], "no space left", f"--resume {mount}")
         assert sorted(p.name for p in mount.iterdir()) == ["checkpoint.pt", "metrics.json"]
         shutil.copytree(mount, tmp_path / "moved")
@@ -398,9 +401,9 @@ def test_a_full_tmpfs_is_one_line_and_the_run_resumes(finished, tmp_path, capsys
 def test_empty_paths_are_refused(finished, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["--train-subset", "256", "--epochs", "1", "--device", "cpu", "--no-progress"]
-    one_error_line(capsys, cli.main, [*common, "--data-root", "", "--out", str(tmp_path / "r")], "--data-root")
-    one_error_line(capsys, cli.main, [*common, "--out", ""], "--out ''")
-    one_error_line(capsys, cli.main, ["--resume", ""], "no such run folder")
+    one_error_line(capsys, train_main, [*common, "--data-root", "", "--out", str(tmp_path / "r")], "--data-root")
+    one_error_line(capsys, train_main, [*common, "--out", ""], "--out ''")
+    one_error_line(capsys, train_main, ["--resume", ""], "no such run folder")
     one_error_line(capsys, predict.main, [str(finished[0]), "--data-root", ""], "empty MNIST folder")
     with pytest.raises(data.MNISTDataError, match="empty"):
         data.load_mnist("")

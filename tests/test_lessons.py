@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from utils import lessons
+from utils.config import recipe
 from utils.data import normalize
 from utils.models import build_model
 from utils.runs import RunError
 from utils.summary import layer_table
-from utils.train import BACKGROUND, evaluate, load_device_data, recipe
+from utils.train import BACKGROUND, evaluate, load_device_data, schedule
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_top_confusions_counts_pairs():
 
 def test_schedule_follows_one_cycle():
     cfg = recipe("baseline", epochs=4)
-    curves = lessons.schedule(cfg, steps_per_epoch=10)
+    curves = schedule(cfg, steps=10)
     peak = curves["lr"].index(max(curves["lr"]))
     assert len(curves["lr"]) == len(curves["momentum"]) == 40
     assert curves["lr"][0] == pytest.approx(cfg.lr / 25) and max(curves["lr"]) == pytest.approx(cfg.lr)

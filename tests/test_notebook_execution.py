@@ -17,9 +17,9 @@ import pytest
 from helpers import EPOCH_LINE, NOTEBOOKS, ROOT, code_cells, stdout_of
 
 from utils import GOAL, MAX_EPOCHS, course
+from utils.config import Config
 from utils.models import STEPS, build_model
 from utils.summary import count_parameters
-from utils.train import Config
 
 BUILD = ROOT / "build"
 FINAL_RUN = BUILD / "final_run"

@@ -18,7 +18,7 @@ from utils import GOAL, MAX_EPOCHS, MAX_PARAMS, course
 from utils.data import TRAIN_SIZE
 from utils.models import STEPS, build_model
 from utils.summary import count_parameters
-from utils.train import lr_curve, steps_per_epoch
+from utils.train import schedule, steps_per_epoch
 
 
 @functools.lru_cache
@@ -38,7 +38,7 @@ def start_lrs(stem: str) -> tuple[str, ...]:
     """The LR at each epoch's first step of the step's recipe, as the epoch lines print it."""
     cfg = setup_line(stem)[1]
     steps = steps_per_epoch(TRAIN_SIZE - cfg.holdout, cfg.batch_size)
-    lrs = lr_curve(cfg, steps)
+    lrs = schedule(cfg, steps)["lr"]
     return tuple(f"{lrs[(epoch - 1) * steps]:.4f}" for epoch in range(1, cfg.epochs + 1))
 
 

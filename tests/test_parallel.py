@@ -32,7 +32,7 @@ def test_a_sweep_never_starts_more_workers_than_it_has_runs(monkeypatch):
 
 
 def test_jobs_must_be_a_positive_number():
-    from utils.cli import Parser
+    from utils.settings import Parser
 
     parser = Parser(prog="sweep")
     parallel.add_jobs_argument(parser, "seeds")

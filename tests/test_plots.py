@@ -12,7 +12,6 @@ from utils import augment, plots
 from utils.models import build_model
 from utils.predict import confusion_matrix
 from utils.summary import count_parameters
-from utils.train import lr_curve, recipe, steps_per_epoch
 
 
 def pixels(ax) -> torch.Tensor:
@@ -51,16 +50,6 @@ def test_training_curves_draw_every_epoch(close_figures):
     assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
     assert len(lines["test, earlier"].get_ydata()) == 3
     assert [line.get_label() for line in loss_ax.lines] == ["train", "test", "test, earlier"]
-
-
-def test_lr_schedule_plots_the_real_scheduler(close_figures):
-    cfg = recipe("final", epochs=3)
-    n = steps_per_epoch(1000, cfg.batch_size)
-    lrs = lr_curve(cfg, n)
-    line = plots.lr_schedule(lrs, n).axes[0].lines[0]
-    assert list(line.get_ydata()) == lrs and len(lrs) == 3 * n
-    assert line.get_xdata()[-1] == pytest.approx((3 * n - 1) / n)
-    assert max(lrs) == pytest.approx(cfg.lr, rel=0.02) and lrs[-1] < cfg.lr / 100
 
 
 def test_augmentation_preview_is_seeded(close_figures):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from utils.data import normalize
 from utils.models import build_model
 from utils.predict import check_input, confusion_matrix, predict
 
@@ -23,16 +24,16 @@ def test_confusion_matrix_counts_true_by_predicted():
         confusion_matrix(torch.tensor([10]), torch.tensor([0]))
 
 
-def test_predict_returns_one_digit_per_image_in_eval_mode():
+def test_predict_returns_one_digit_per_image_in_eval_mode(mnist):
     torch.manual_seed(0)
     model = build_model("final").train()
-    x = torch.randn(5, 1, 28, 28)
+    x = normalize(mnist.test_images[:5])
     digits = predict(model, x)
     assert digits.shape == (5,) and digits.dtype == torch.int64 and not model.training
     assert torch.equal(digits, model(x).argmax(1)), "the model's own argmax, in eval mode"
 
 
-def test_check_input_accepts_a_normalised_batch():
-    check_input(torch.zeros(3, 1, 28, 28))
+def test_check_input_accepts_a_normalised_batch(mnist):
+    check_input(normalize(mnist.test_images[:3]))
     with pytest.raises(ValueError, match="got list"):
         check_input([[0.0]])

@@ -6,8 +6,9 @@ from helpers import tiny_config, without_timing
 from torch import nn
 
 from utils import augment
+from utils.config import Config
 from utils.models import build_model
-from utils.train import Config, make_optimizer, recalibrate_batchnorm, train
+from utils.train import make_optimizer, recalibrate_batchnorm, train
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -65,7 +66,7 @@ def test_augmentation_ranges_bound_the_draws():
     angle, shift, scale = augment.random_affine_params(5000, generator=gen, degrees=12.0, translate=0.1)
     assert angle.abs().max() <= 12.0 and angle.abs().max() > 11.0
     assert shift.abs().max() == round(0.1 * 28) and torch.equal(shift, shift.round())
-    assert scale.min() >= augment.SCALE[0] and scale.max() <= augment.SCALE[1]
+    assert scale.min() >= 1 - augment.SCALE and scale.max() <= 1 + augment.SCALE
     default = augment.random_affine_params(5000, generator=torch.Generator().manual_seed(0))
     assert default[0].abs().max() <= augment.DEGREES
 

@@ -13,7 +13,8 @@ import pytest
 from hardening_helpers import small, snapshot
 from helpers import ROOT, cli_env, one_error_line, quiet, tiny_config, without_timing
 
-from utils import cli, fsutil, runs
+from utils import fsutil, runs
+from utils.train import main as train_main
 from utils.train import train
 
 COMMON = ["--train-subset", "1024", "--device", "cpu", "--no-progress"]
@@ -53,7 +54,7 @@ def test_a_second_writer_or_resumer_is_refused_while_a_run_holds_the_folder(tmp_
         # second process would meet it the same way)
         second, resumer = [*COMMON, "--epochs", "3", "--seed", "2", "--out", str(out)], ["--resume", str(out)]
         for argv in (second, resumer):
-            one_error_line(capsys, cli.main, argv, f"{out} is in use by another run (PID {first.pid} on ")
+            one_error_line(capsys, train_main, argv, f"{out} is in use by another run (PID {first.pid} on ")
         assert snapshot(out) == held, "nothing of the writer's touched, its temporary files included"
         first.send_signal(signal.SIGCONT)
         stdout, stderr = first.communicate(timeout=300)
@@ -73,7 +74,7 @@ def test_a_held_folder_is_refused_before_anything_in_it_changes(tmp_path, capsys
     (out / ".checkpoint.pt.abc123.tmp").write_bytes(b"the holder's write in progress")
     before = snapshot(out)
     with fsutil.exclusive_lock(out / runs.RUN_LOCK):
-        line = one_error_line(capsys, cli.main, [*COMMON, "--epochs", "1", "--out", str(out)], str(out),
+        line = one_error_line(capsys, train_main, [*COMMON, "--epochs", "1", "--out", str(out)], str(out),
                               f"PID {os.getpid()} on ")
         assert "in use by another run" in line
         assert {k: v for k, v in snapshot(out).items() if k != runs.RUN_LOCK} == before, "its temporary is kept"
@@ -136,7 +137,7 @@ def test_an_interrupted_run_says_how_to_continue_and_resumes_to_the_same_result(
     assert lines[0] == (f"python -m utils.train: interrupted at epoch {saved + 1}; {out} keeps {kept}; "
                         f"continue with --resume {out}")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"], "no temporary, no lock"
-    assert cli.main(["--resume", str(out), "--no-progress"]) == 0
+    assert train_main(["--resume", str(out), "--no-progress"]) == 0
     assert without_timing(json.loads((out / "metrics.json").read_text())["history"]) == without_timing(full["history"])
 
 
@@ -146,6 +147,6 @@ def test_an_interrupt_before_the_first_epoch_is_one_line_too(tmp_path, capsys, m
 
     monkeypatch.setattr("utils.train.load_device_data", interrupted)
     out = tmp_path / "never"
-    line = one_error_line(capsys, cli.main, [*COMMON, "--epochs", "1", "--out", str(out)], status=130)
+    line = one_error_line(capsys, train_main, [*COMMON, "--epochs", "1", "--out", str(out)], status=130)
     assert line == "python -m utils.train: interrupted before the first epoch began; " + f"{out} is as it was"
     assert not out.exists()

@@ -11,9 +11,9 @@ from helpers import metrics_of
 from tools import report
 from tools import steps as S
 from utils import course, plots
+from utils.config import Config
 from utils.models import STEPS, build_model
 from utils.summary import count_parameters
-from utils.train import Config
 
 TINY = ["--seeds", "1", "2", "--epochs", "1", "--train-subset", "512", "--device", "cpu", "--no-progress",
         "--jobs", "1"]

@@ -11,9 +11,10 @@ import torch
 from helpers import quiet, stop_after_saving, tiny_config, without_timing
 
 from utils import runs
+from utils.config import Config, recipe
 from utils.models import build_model
 from utils.summary import count_parameters
-from utils.train import Config, evaluate, load_device_data, lr_curve, recipe, train
+from utils.train import evaluate, load_device_data, schedule, train
 
 
 def weights(run_dir):
@@ -196,7 +197,7 @@ def test_a_tuning_run_shows_validation_numbers_and_still_records_the_test_set(tm
 
 def test_lr_schedule_is_one_cycle():
     cfg = recipe("final", epochs=15)
-    lrs = lr_curve(cfg, 100)
+    lrs = schedule(cfg, 100)["lr"]
     peak = max(lrs)
     assert len(lrs) == 1500 and abs(peak - cfg.lr) < 1e-9
     assert lrs[0] < peak / 10 and lrs[-1] < peak / 1000
@@ -206,7 +207,7 @@ def test_lr_schedule_is_one_cycle():
 @pytest.mark.parametrize("epochs, steps", [(1, 1), (1, 3), (1, 4), (2, 2), (1, 5)])
 def test_one_cycle_works_for_the_shortest_runs(epochs, steps):
     """A 4-step run (--train-subset 512 --epochs 1) once crashed inside torch's OneCycleLR."""
-    lrs = lr_curve(tiny_config(epochs=epochs), steps)
+    lrs = schedule(tiny_config(epochs=epochs), steps)["lr"]
     assert len(lrs) == epochs * steps and all(0 < lr <= 0.1 for lr in lrs)
 
 
@@ -230,7 +231,7 @@ def test_resume_refuses_a_run_of_another_network(reference, tmp_path, monkeypatc
     assert ref["architecture"] == runs.architecture_id(build_model("final"))
     copy = tmp_path / "copy"
     shutil.copytree(ref_dir, copy)
-    monkeypatch.setattr("utils.train.build_model", lambda name: FinalNet(dropout=0.3))
+    monkeypatch.setattr("utils.runs.build_model", lambda name, dropout: FinalNet(dropout=0.3))  # the code changed
     with pytest.raises(runs.RunError, match="another 'final' network"):
         train(None, resume=copy, progress=False, log=quiet)
 

@@ -26,15 +26,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from utils import GOAL, data, runs, train
-from utils.cli import Parser, non_negative_int, output_file, positive_int
+from utils import GOAL, REPO_ROOT, data, train
+from utils.config import DEVICES, Config, cpu_name, device_name, recipe, resolve_device, versions
 from utils.fsutil import atomic_write_json
 from utils.models import build_model
-from utils.runs import DEVICES
+from utils.settings import Parser, non_negative_int, output_file, positive_int
 from utils.summary import count_parameters
 
 SCHEMA = 2
-RESULTS_DIR, RUNS = runs.REPO_ROOT / "results" / "bench", runs.REPO_ROOT / "runs" / "bench"
+RESULTS_DIR, RUNS = REPO_ROOT / "results" / "bench", REPO_ROOT / "runs" / "bench"
 USUAL_BATCH, USUAL_LR, TRAIN_IMAGES = 64, 0.01, 60_000
 WARMUP = 5  # untimed batches before each clock starts
 
@@ -72,9 +72,10 @@ def sync(device: torch.device) -> None:
 def usual_dataset():
     from torchvision import datasets, transforms
 
-    per_image = transforms.Compose([  # the original recipe's transforms, as a typical MNIST notebook writes them
-        transforms.ToTensor(), transforms.RandomRotation(5),
-        transforms.RandomAffine(0, translate=(0.05, 0.05), scale=(0.95, 1.05)),
+    cfg = Config  # the recipe's ranges, drawn the way a typical MNIST notebook draws them (and the original's blur)
+    per_image = transforms.Compose([
+        transforms.ToTensor(), transforms.RandomRotation(cfg.degrees),
+        transforms.RandomAffine(0, translate=(cfg.translate, cfg.translate), scale=(1 - cfg.scale, 1 + cfg.scale)),
         transforms.GaussianBlur(3, sigma=(0.01, 0.02)), transforms.Normalize((data.MEAN,), (data.STD,))])
     return datasets.MNIST(str(data.DEFAULT_ROOT), train=True, transform=per_image)
 
@@ -112,7 +113,7 @@ def measure_ours(dd, cfg, device, lever: Lever = LEVERS[0], *, epoch=1) -> dict:
     fmt = torch.channels_last if lever.channels_last else torch.contiguous_format
     dd = dataclasses.replace(dd, train_x=dd.train_x.contiguous(memory_format=fmt))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device, memory_format=fmt)
+    model = build_model(cfg.model, cfg.dropout).to(device, memory_format=fmt)
     batch = min(cfg.batch_size, len(dd.train_y))
     n_steps = train.steps_per_epoch(len(dd.train_y), batch)
     opt, sched = train.make_optimizer(dataclasses.replace(cfg, epochs=max(cfg.epochs, 2)), model, n_steps)
@@ -160,7 +161,7 @@ def full_run(device: str, out: Path, extra_args: list[str]) -> dict:
     """Train the default recipe in a child process, as a user would, and time it from outside."""
     cmd = [sys.executable, "-m", "utils.train", "--device", device, "--out", str(out), "--no-progress", *extra_args]
     t0 = time.perf_counter()
-    if subprocess.run(cmd, cwd=runs.REPO_ROOT).returncode != 0:
+    if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
         raise SystemExit(f"error: the training run failed: {shlex.join(cmd)}")
     wall = time.perf_counter() - t0
     m = json.loads((out / "metrics.json").read_text())
@@ -191,10 +192,8 @@ def full_runs(device: str, out: Path, extra_args: list[str], rounds: int) -> tup
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return {**info, "cpu_model": names[0]} if names else info
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_model": cpu_name()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     try:
-        device = runs.resolve_device(args.device)
+        device = resolve_device(args.device)
         data.ensure_mnist(data.DEFAULT_ROOT)
     except (ValueError, data.MNISTDataError) as exc:
         p.error(str(exc).replace("\n", " "))
@@ -227,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS_DIR / name if args.record else Path(args.json or RUNS / f"bench-{device.type}.json")
     output_file(p, str(path) if args.record or args.json is None else args.json,  # before minutes of measuring
                 "--record" if args.record else "--json")
-    cfg = train.recipe("final", device=device.type, train_subset=args.images)
-    print(f"{args.images:,} images per measurement, median of {args.repeats}, {runs.device_name(device)}")
+    cfg = recipe("final", device=device.type, train_subset=args.images)
+    print(f"{args.images:,} images per measurement, median of {args.repeats}, {device_name(device)}")
     dataset, dd = usual_dataset(), train.load_device_data(cfg, device)
     usual, ours = {w: [] for w in workers}, []
     for r in range(args.repeats):  # in turns, so that a burst of load elsewhere hits both pipelines
@@ -242,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_seconds = time.perf_counter() - t
     usual_ips, ours_ips = statistics.median(usual[workers[0]]), statistics.median(ours)
     res = {"schema": SCHEMA, "command": shlex.join(["python", "-m", "tools.bench", *argv]),
-           "date": stamp.isoformat(timespec="seconds"), "device": runs.device_name(device),
-           "device_type": device.type, "machine": machine(), "versions": runs.versions(),
+           "date": stamp.isoformat(timespec="seconds"), "device": device_name(device),
+           "device_type": device.type, "machine": machine(), "versions": versions(),
            "params": count_parameters(build_model("final")), "images": args.images, "repeats": args.repeats,
            "usual": {"batch_size": USUAL_BATCH, "lr": USUAL_LR, "num_workers": workers[0],
                      "images_per_second": usual_ips},

@@ -16,12 +16,12 @@ import shlex
 import sys
 
 from tools.parallel import add_jobs_argument, jobs_for, run_all, worker_device_name
-from tools.steps import cpu_name
-from utils.cli import Parser
+from utils import shown_path
+from utils.config import cpu_name, versions
 from utils.exercises import BASELINES, BUDGET, RUNS, SEEDS, budget_config, describe_budget, short_run
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
-from utils.runs import RunError, shown_path, versions
+from utils.settings import Parser, RunError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ the recipe or of a network: the notebooks print a note when a stored network is 
 """
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -19,12 +18,13 @@ from pathlib import Path
 import torch
 
 from tools.parallel import add_jobs_argument, jobs_for, run_all
-from tools.steps import cpu_name
-from utils.cli import Parser
+from utils import REPO_ROOT, shown_path
+from utils.config import cpu_name
 from utils.fsutil import atomic_write
-from utils.lessons import LESSON_DIR, LESSON_MODELS, comparable_settings, lesson_config, weights_path
-from utils.runs import REPO_ROOT, RunError, shown_path
-from utils.train import load_checkpoint, train
+from utils.lessons import LESSON_DIR, LESSON_MODELS, lesson_config, weights_path
+from utils.runs import CHECKPOINT, read_checkpoint
+from utils.settings import Parser, RunError, SettingsDiffer
+from utils.train import train
 
 RUNS = REPO_ROOT / "runs" / "lessons"
 
@@ -33,14 +33,12 @@ def train_lesson(model: str, cfg, runs_dir: Path, progress: bool) -> dict:
     """Train (or resume, or reuse) the lesson run of ``model`` (``cfg``: its lesson_config); its metrics and
     final weights."""
     out = runs_dir / model
-    if (out / "checkpoint.pt").exists():
-        if comparable_settings(load_checkpoint(out)["config"]) != comparable_settings(dataclasses.asdict(cfg)):
-            raise RunError(f"{shown_path(out)} holds a run with other settings than the lesson recipe of "
-                           f"'{model}' now; remove that folder")
-        metrics = train(None, resume=out, progress=progress)
-    else:
-        metrics = train(cfg, out, progress=progress)
-    return {"metrics": metrics, "model_state": load_checkpoint(out)["model_state"]}
+    try:  # a run already there is continued (or reused) when it has these settings
+        metrics = train(cfg, out, resume=out if (out / CHECKPOINT).exists() else None, progress=progress)
+    except SettingsDiffer as exc:
+        raise RunError(f"{shown_path(out)} holds a run with other settings than the lesson recipe of '{model}' now "
+                       f"({exc.difference}); remove that folder") from None
+    return {"metrics": metrics, "model_state": read_checkpoint(out)["model_state"]}
 
 
 def record(model: str, run: dict, command: str) -> dict:

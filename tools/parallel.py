@@ -14,8 +14,8 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 import torch
 
-from utils.cli import positive_int
-from utils.runs import device_name, resolve_device
+from utils.config import device_name, resolve_device
+from utils.settings import positive_int
 
 
 def usable_cores() -> int:

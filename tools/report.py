@@ -19,11 +19,11 @@ import re
 import sys
 from pathlib import Path
 
-from utils.cli import Parser
+from utils import REPO_ROOT, shown_path
+from utils.config import stored_settings
 from utils.course import STEPS_JSON, UNREADABLE
 from utils.fsutil import atomic_write_all
-from utils.runs import REPO_ROOT, shown_path
-from utils.train import stored_settings
+from utils.settings import Parser
 
 from .seeds import CUDA_SUMMARY
 from .seeds import SUMMARY as SEEDS

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from tools.parallel import add_jobs_argument, jobs_for, run_all
 from tools.steps import RUNS, run_one, threads_prefix
-from utils import GOAL
-from utils.cli import Parser, distinct, output_file, seed_int
+from utils import GOAL, REPO_ROOT
+from utils.config import DEVICES, versions
 from utils.course import spread
 from utils.fsutil import atomic_write_json
-from utils.runs import DEVICES, REPO_ROOT, RunError, versions
+from utils.settings import Parser, RunError, distinct, output_file, seed_int
 
 FINAL_RUNS = RUNS / "final"
 SUMMARY = REPO_ROOT / "results" / "seeds.json"

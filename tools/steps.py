@@ -2,7 +2,7 @@
 
     python -m tools.steps --seeds 1 2 3 4 5       # make steps
 
-Each (step, seed) trains into runs/steps/<model>/seed<N> with the step's recipe (utils.train.recipe:
+Each (step, seed) trains into runs/steps/<model>/seed<N> with the step's recipe (utils.config.recipe:
 the Config defaults, augmentation only in step 5). A finished run there is reused and an unfinished
 one resumed, so a killed sweep continues where it stopped; a run made with other settings is refused.
 The summary goes to results/steps.json (written atomically), which the README's step table and
@@ -10,34 +10,32 @@ figure (python -m tools.report) and the notebooks' seed tables read.
 """
 from __future__ import annotations
 
-import dataclasses
-import platform
 import re
 import shlex
 import sys
 from pathlib import Path
 
 from tools.parallel import add_jobs_argument, jobs_for, run_all
-from utils.cli import Parser, distinct, non_negative_int, output_file, positive_int, seed_int
+from utils import REPO_ROOT, shown_path
+from utils.config import DEVICES, cpu_name, recipe, stored_settings, versions
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
-from utils.runs import DEVICES, REPO_ROOT, RunError, shown_path, versions
-from utils.train import load_checkpoint, recipe, stored_settings, train
+from utils.runs import CHECKPOINT
+from utils.settings import (
+    Parser,
+    RunError,
+    SettingsDiffer,
+    distinct,
+    non_negative_int,
+    output_file,
+    positive_int,
+    seed_int,
+)
+from utils.train import train
 
 RUNS = REPO_ROOT / "runs" / "steps"
 SUMMARY = STEPS_JSON  # the notebooks' seed tables read it there
-
-
-def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo on Linux), which decides bit-for-bit reproducibility on CPU."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def comparable(config: dict) -> dict:
@@ -62,12 +60,11 @@ def run_one(model: str, seed: int, out: Path, *, epochs: int | None, train_subse
     if epochs is not None:
         overrides["epochs"] = epochs
     cfg = recipe(model, **overrides)
-    if not (out / "checkpoint.pt").exists():
-        return train(cfg, out, progress=progress, log=log)
-    if comparable(load_checkpoint(out)["config"]) != comparable(dataclasses.asdict(cfg)):
-        raise RunError(f"{out} holds a run with other settings than {model}'s recipe now; "
-                       "remove that folder (or all of runs/steps/) or pass --runs-dir")
-    return train(None, resume=out, progress=progress, log=log)
+    try:  # a run already there is continued (or reused) when it has these settings
+        return train(cfg, out, resume=out if (out / CHECKPOINT).exists() else None, progress=progress, log=log)
+    except SettingsDiffer as exc:
+        raise RunError(f"{out} holds a run with other settings than {model}'s recipe now ({exc.difference}); "
+                       "remove that folder (or all of runs/steps/) or pass --runs-dir") from None
 
 
 def step_summary(notebook: str, runs: list[dict]) -> dict:
@@ -117,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--steps", nargs="+", choices=list(STEPS), default=list(STEPS),
                         help="notebook stems to run (default: all five)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's (utils.train.Config)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's (utils.config.Config)")
     parser.add_argument("--train-subset", type=non_negative_int, default=0,
                         help="first N training images only (0: all); for checks")
     parser.add_argument("--device", choices=DEVICES, default="auto")

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from utils import augment
-from utils.cli import Parser
-from utils.models import build_model
-from utils.runs import RunError, load_weights
-from utils.train import BACKGROUND, Config, load_checkpoint, load_device_data
+from utils import augment, runs
+from utils.config import Config
+from utils.predict import load_network
+from utils.settings import Parser, RunError
+from utils.train import BACKGROUND, load_device_data
 
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # (x, y) in pixels
 
@@ -54,13 +54,12 @@ def validation_views(holdout: int, data_root: str) -> tuple[list[torch.Tensor], 
 
 def score(run: Path) -> tuple[float, float]:
     """(plain, shifted) validation accuracy % of the run in ``run``."""
-    state = load_checkpoint(run)  # refuses, among others, a network utils.models does not define
-    cfg = Config(**state["config"])
+    state = runs.read_checkpoint(run)  # refuses, among others, a network utils.models does not define
+    cfg = state["config"]
     if not cfg.holdout:
         raise RunError(f"{run} trained without --holdout: it has no validation split to score "
                          "(this tool never reads the test set)")
-    model = build_model(cfg.model).to(memory_format=torch.channels_last)
-    load_weights(model, state, run)
+    model = load_network(run, state).to(memory_format=torch.channels_last)
     views, y = validation_views(cfg.holdout, cfg.data_root)
     return accuracy(model, views[:1], y), accuracy(model, views, y)
 

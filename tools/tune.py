@@ -22,15 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from utils.cli import Parser, argument_type, fraction, non_negative_float, positive_float, positive_int, seed_int
+from utils import REPO_ROOT
+from utils.config import Config
 from utils.data import MNISTDataError
 from utils.models import DROPOUT, MnistNet
-from utils.runs import REPO_ROOT
-from utils.train import Config, train
+from utils.runs import CHECKPOINT
+from utils.settings import (
+    Parser,
+    SettingsDiffer,
+    argument_type,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    seed_int,
+    sigterm_as_interrupt,
+)
+from utils.train import train
 
 validation_size = argument_type(int, "a positive integer", "at least 1: a candidate is judged on the validation "
                                 "split (10000 is the usual)", lambda v: v > 0)
@@ -108,13 +121,28 @@ def time_steps(specs: list[str], batch_size: int, rounds: int = 5, steps: int = 
     return time_training_steps({spec: build(spec) for spec in specs}, batch_size, rounds, steps)
 
 
+def candidate_run(cfg: Config, out: Path, spec: str) -> dict:
+    """Train ``spec`` with ``cfg`` into ``out``: continued (or reused) when ``out`` holds this candidate with these
+    settings, replaced when it holds it with others; never another step's run (utils.runs.check_replaceable)."""
+    def builder():
+        return build(spec, cfg.dropout)
+
+    quiet = lambda *_: None  # noqa: E731 - the row printed at the end is the output
+    if (out / CHECKPOINT).exists():
+        try:
+            return train(cfg, out, model=builder, resume=out, progress=False, log=quiet)
+        except SettingsDiffer:
+            pass
+    return train(cfg, out, model=builder, progress=False, overwrite=True, log=quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m tools.tune", description=__doc__.split("\n\n")[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("spec", nargs="+", help='candidate trunk, e.g. "q10 12 16 d 16 16 d" (several with --time)')
     parser.add_argument("--time", action="store_true", help="only time a training step of each candidate")
     parser.add_argument("--seed", type=seed_int, default=1)
-    parser.add_argument("--dropout", type=fraction, default=0.05)
+    parser.add_argument("--dropout", type=fraction, default=Config.dropout)
     parser.add_argument("--lr", type=positive_float, default=Config.lr)
     parser.add_argument("--batch-size", type=positive_int, default=Config.batch_size)
     parser.add_argument("--weight-decay", type=non_negative_float, default=Config.weight_decay)
@@ -141,17 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.spec) != 1:
         parser.error("train one candidate at a time (several only with --time)")
     args.spec = args.spec[0]
-    cfg = Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   weight_decay=args.weight_decay, seed=args.seed, device="cpu", holdout=args.holdout,
-                   recalibrate_bn=args.recalibrate_bn)
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
-    out = args.out if args.out is not None else REPO_ROOT / "runs" / "tune" / name
-    try:  # overwrite: a rerun of a candidate replaces its run, never another step's (utils.runs.check_vacant)
-        metrics = train(cfg, out, model=lambda: build(args.spec, args.dropout), progress=False, overwrite=True,
-                        log=lambda *_: None)
-    except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
-        parser.error(" ".join(str(exc).split()))
+    out = Path(args.out) if args.out is not None else REPO_ROOT / "runs" / "tune" / name
+    with sigterm_as_interrupt():
+        try:
+            cfg = Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, dropout=args.dropout, seed=args.seed, device="cpu",
+                         holdout=args.holdout, recalibrate_bn=args.recalibrate_bn)
+            metrics = candidate_run(cfg, out, args.spec)
+        except KeyboardInterrupt:
+            print(f"{parser.prog}: interrupted; the epochs saved in {out} are kept: the same command continues "
+                  "from them", file=sys.stderr)
+            return 130
+        except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+            parser.error(str(exc))
     last = metrics["history"][-1]
     row = {"spec": args.spec, "seed": args.seed, "dropout": args.dropout, "lr": args.lr,
            "batch_size": args.batch_size, "weight_decay": args.weight_decay, "params": metrics["params"],

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 DEGREES = 5.0
 TRANSLATE = 0.05  # fraction of the image size
-SCALE = (0.95, 1.05)
+SCALE = 0.05  # sizes from 1 - SCALE to 1 + SCALE
 
 
 def affine_theta(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, size: int) -> torch.Tensor:
@@ -45,16 +45,16 @@ def apply_affine(images: torch.Tensor, theta: torch.Tensor, fill: float = 0.0) -
 
 
 def random_affine_params(n: int, *, size: int = 28, generator: torch.Generator | None = None, device=None,
-                         degrees: float = DEGREES, translate: float = TRANSLATE, scale: tuple = SCALE):
+                         degrees: float = DEGREES, translate: float = TRANSLATE, scale: float = SCALE):
     """Independent draws per image: angle in [-degrees, degrees], whole-pixel shift up to ``translate``
-    of the image size, scale in ``scale`` (defaults: 5 degrees, 5%, 0.95-1.05)."""
+    of the image size, size factor in [1 - scale, 1 + scale] (defaults: 5 degrees, 5%, 0.95-1.05)."""
     def uniform(shape, low, high):
         return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
     angle = uniform((n,), -degrees, degrees)
     max_shift = translate * size
     shift = torch.round(uniform((n, 2), -max_shift, max_shift))
-    factor = uniform((n,), *scale)
+    factor = uniform((n,), 1 - scale, 1 + scale)
     return angle, shift, factor
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from . import GOAL, MAX_EPOCHS, MAX_PARAMS
+from . import GOAL, MAX_EPOCHS, MAX_PARAMS, REPO_ROOT, shown_path
+from .config import Config, device_name, recipe, resolve_device, stored_settings
 from .models import MODELS, STEPS
 from .progress import NotebookProgress
-from .runs import REPO_ROOT, RunError, device_name, metrics_problem, resolve_device, shown_path
-from .train import Config, recipe, stored_settings, validate
+from .runs import metrics_problem
+from .settings import RunError
 
 QUICK_ENV = "MNIST_COURSE_QUICK"  # "1": one epoch on 2,000 images (the nbval check), written under build/quick/
 QUICK_EPOCHS, QUICK_SUBSET = 1, 2000
@@ -74,7 +75,7 @@ class Run:
 
 def setup(notebook: str, *, epochs: int | None = None, seed: int = 1, out_dir: str | os.PathLike | None = None,
           device: str = "auto", threads: int | None = None) -> Run:
-    """The run for ``notebook`` (a stem of ``utils.models.STEPS``): the step's recipe from utils.train,
+    """The run for ``notebook`` (a stem of ``utils.models.STEPS``): the step's recipe from utils.config,
     with ``epochs=None`` meaning the recipe's own number. Quick mode (``MNIST_COURSE_QUICK=1``) trains
     one epoch on 2,000 images into build/quick/<notebook>, so it never replaces a real run.
     ``threads`` sets torch's CPU threads (None: torch's default)."""
@@ -90,9 +91,10 @@ def setup(notebook: str, *, epochs: int | None = None, seed: int = 1, out_dir: s
     if quick:
         overrides.update(epochs=QUICK_EPOCHS, train_subset=QUICK_SUBSET)
         folder = REPO_ROOT / "build" / "quick" / notebook
-    cfg = recipe(STEPS[notebook], **overrides)
-    validate(cfg)  # a bad parameter stops here, in the set-up cell, with the message train() would give
-    dev = resolve_device(cfg.device)
+    # A bad parameter stops here, in the set-up cell, with the message train() would give: a Config checks its
+    # fields as it is made, and the device is resolved once (train() then finds it named, e.g. "cpu").
+    dev = resolve_device(device)
+    cfg = recipe(STEPS[notebook], **{**overrides, "device": dev.type})
     images = f"the first {cfg.train_subset:,}" if cfg.train_subset else "all 60,000"
     epochs_text = f"{cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}"
     print(f"{notebook}: model {cfg.model}, {epochs_text} on {images} training images, seed {cfg.seed}, "
@@ -165,7 +167,7 @@ def recipe_lines(model: str) -> list[str]:
 
 
 def show_recipe(model: str) -> None:
-    """The step's training settings, from ``utils.train.Config`` and ``RECIPES``, each with its reason."""
+    """The step's training settings, from ``utils.config.Config`` and ``RECIPES``, each with its reason."""
     show_source("\n".join(recipe_lines(model)))
 
 
@@ -174,7 +176,7 @@ def show_recipe_diff(prev: str, name: str) -> None:
     lines = diff_lines("\n".join(recipe_lines(prev)), "\n".join(recipe_lines(name)), f"recipe('{prev}')",
                        f"recipe('{name}')")
     if not lines:
-        print(f"Training settings: the same as step '{prev}' (utils.train.RECIPES).")
+        print(f"Training settings: the same as step '{prev}' (utils.config.RECIPES).")
         return
     show_source("\n".join(lines), "diff")
 
@@ -325,7 +327,7 @@ def stale_warning(summary: dict) -> str | None:
     stored = stored_settings(summary["config"])
     differ = [f"{k}={stored[k]!r} (the code: {v!r})" for k, v in shared.items() if stored[k] != v]
     if differ:
-        return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.train now: "
+        return (f"note: {shown_path(STEPS_JSON)} was made with other settings than the recipe in utils.config now: "
                 f"{', '.join(differ)}; re-run `make steps`")
     return None
 

@@ -12,6 +12,7 @@ Every file is checked against its canonical MD5 before use; writes are atomic.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import torch
 
+from . import REPO_ROOT
 from .fsutil import LockHeld, atomic_write_bytes, exclusive_lock, temporaries
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_ROOT = os.environ.get("MNIST_ROOT")
 # $MNIST_ROOT, else data/. An empty $MNIST_ROOT stays "" (not Path(""), which is the current folder), so
 # that ensure_mnist and the --data-root check refuse it instead of writing MNIST into the working folder.
@@ -205,6 +206,9 @@ def file_system_error(exc: OSError, root: str | os.PathLike) -> MNISTDataError:
     if root.exists() and not root.is_dir():
         return MNISTDataError(f"the MNIST folder {root} is a file, not a folder; pass --data-root a folder "
                               "(default: this repository's data/)")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return MNISTDataError(f"no space left on the device of {raw_dir(root)} while writing MNIST (about 55 MB); "
+                              "free some space there, or pass --data-root a folder on another disk")
     return MNISTDataError(f"MNIST under {raw_dir(root)} cannot be read or written: {exc}. Fix: make "
                           f"{raw_dir(root)} a folder you can write to that holds only the four *-ubyte files "
                           "(move away anything else there), or pass --data-root another folder")
@@ -218,8 +222,8 @@ def ensure_mnist(root: str | os.PathLike = DEFAULT_ROOT, verbose: bool = False) 
     refuses (``OSError``) is a :class:`MNISTDataError` too.
     """
     if not str(root).strip():
-        raise MNISTDataError("an empty MNIST folder ('') would mean the current folder; name a folder (--data-root, "
-                             "or --root of python -m utils.data), or unset MNIST_ROOT for this repository's data/")
+        raise MNISTDataError("an empty MNIST folder ('') would mean the current folder; name a folder (--data-root), "
+                             "or unset MNIST_ROOT for this repository's data/")
     try:
         return _ensure_mnist(root, verbose)
     except OSError as exc:
@@ -288,13 +292,14 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    from .cli import Parser
+    from .settings import Parser
 
-    parser = Parser(prog="python -m utils.data", description="Prepare and verify MNIST under ROOT.")
-    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="default: data/, or $MNIST_ROOT")
+    parser = Parser(prog="python -m utils.data", description="Prepare and verify MNIST under DIR.")
+    parser.add_argument("--data-root", "--root", default=str(DEFAULT_ROOT), metavar="DIR",
+                        help="default: data/, or $MNIST_ROOT (--root: the same)")
     args = parser.parse_args()
     try:
-        path = ensure_mnist(args.root, verbose=True)
+        path = ensure_mnist(args.data_root, verbose=True)
     except MNISTDataError as exc:
-        parser.error(" ".join(str(exc).split("\n")))
+        parser.error(str(exc))
     print(f"MNIST ready and verified (MD5) in {path}")

@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import REPO_ROOT, shown_path
+from .config import Config, recipe
 from .course import quick_mode, spread
 from .lessons import comparable_settings
 from .models import STEPS
-from .runs import REPO_ROOT, shown_path
-from .train import Config, recipe, train, validate
+from .train import train
 
 BUDGET = {"epochs": 2, "train_subset": 10_000, "holdout": 10_000}
 SEEDS = (1, 2, 3)
@@ -166,8 +167,7 @@ def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | N
     if variant is not None and built(variant, label) is None:
         return None
     try:
-        budget_config(notebook, seeds[0], short, **settings)
-        validate(budget_config(notebook, seeds[0], short, **settings), named_model=variant is None)
+        budget_config(notebook, seeds[0], short, **settings)  # a Config checks its fields as it is made
     except (TypeError, ValueError) as exc:
         print(f"{label}: these settings cannot make a run ({exc}); finish the cell above, then run it again")
         return None

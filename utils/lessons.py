@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import REPO_ROOT, shown_path
+from .config import Config, recipe, stored_settings
 from .data import TRAIN_SIZE
 from .models import build_model
-from .runs import REPO_ROOT, RunError, shown_path
+from .settings import RunError
 from .summary import layer_table
-from .train import Config, recipe, stored_settings
 
 # --------------------------------------------------------------------------------------------------
 # The stored trained networks (results/lessons/<model>.pt)
@@ -55,7 +56,7 @@ def trained(model: str, folder: str | Path = LESSON_DIR) -> tuple[nn.Module, dic
         raise RunError(f"{shown_path(path)} not found: {remake}")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
-        net = build_model(record["model"])
+        net = build_model(record["model"], stored_settings(record["config"])["dropout"])
         net.load_state_dict(record["model_state"])
     except Exception as exc:  # truncated, foreign, or another network's weights
         raise RunError(f"{shown_path(path)} is not a lesson network this course can load "
@@ -294,20 +295,6 @@ def top_confusions(predictions: torch.Tensor, labels: torch.Tensor, k: int = 5) 
     found, counts = pairs.unique(dim=0, return_counts=True)
     order = sorted(range(len(counts)), key=lambda i: (-int(counts[i]), int(found[i, 0]), int(found[i, 1])))
     return [(int(found[i, 0]), int(found[i, 1]), int(counts[i])) for i in order[:k]]
-
-
-def schedule(cfg: Config, steps_per_epoch: int) -> dict[str, list[float]]:
-    """The LR and the momentum at every optimisation step of a run with ``cfg`` (the real scheduler)."""
-    from .train import make_optimizer
-
-    opt, sched = make_optimizer(cfg, nn.Linear(1, 1), steps_per_epoch)
-    seen: dict[str, list[float]] = {"lr": [], "momentum": []}
-    for _ in range(cfg.epochs * steps_per_epoch):
-        for key in seen:
-            seen[key].append(opt.param_groups[0][key])
-        opt.step()
-        sched.step()
-    return seen
 
 
 def multiply_adds(model: nn.Module) -> list[tuple[str, str, tuple, int, int]]:

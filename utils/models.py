@@ -19,10 +19,14 @@ output is max-pooled *before* BatchNorm and ReLU, which then touch a quarter of 
 """
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
+from .settings import RunError
+
 INPUT_SHAPE = (1, 28, 28)
-DROPOUT = 0.05  # one rate for steps 3-5, so step 5 differs from step 4 by augmentation alone
+DROPOUT = 0.05  # Config.dropout: one rate for steps 3-5, so step 5 differs from step 4 by augmentation alone
 
 # Notebook stem -> model name, in course order.
 STEPS = {
@@ -168,7 +172,7 @@ class GapNet(MnistNet):
 
 class FinalNet(GapNet):
     """Step 5: exactly the step-4 network. What changes is the training: augmentation
-    (``utils.train.RECIPES``), so any gain over step 4 is augmentation's."""
+    (``utils.config.RECIPES``), so any gain over step 4 is augmentation's."""
 
 
 MODELS = {
@@ -180,9 +184,11 @@ MODELS = {
 }
 
 
-def build_model(name: str) -> MnistNet:
-    """A fresh model for the teaching step ``name`` (one of :data:`MODELS`)."""
+def build_model(name: str, dropout: float = DROPOUT) -> MnistNet:
+    """A fresh model for the teaching step ``name`` (one of :data:`MODELS`); ``dropout`` is the rate of its
+    Dropout layers, if it has any (``utils.config.Config.dropout``)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    return MODELS[name]()
+        raise RunError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    step = MODELS[name]
+    return step(dropout) if "dropout" in inspect.signature(step).parameters else step()
 

@@ -92,17 +92,6 @@ def training_curves(history: list[dict], title: str = "", others: dict[str, list
     return fig
 
 
-def lr_schedule(lrs: list[float], steps_per_epoch: int, title: str = "learning rate per step"):
-    """The learning rate at every optimisation step (from ``utils.train.lr_curve``), epochs on the x axis."""
-    fig, ax = _figure(figsize=(6, 2.4))
-    ax.plot([i / steps_per_epoch for i in range(len(lrs))], lrs)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def augmentation_preview(images: torch.Tensor, draws: int = 8, seed: int = 0):
     """Each row: one digit, then ``draws`` independent draws of ``utils.augment.random_affine``.
 

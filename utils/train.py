@@ -1,14 +1,16 @@
-"""Training, top to bottom: the settings, the data on the device, the optimizer and its schedule, one
-epoch, BatchNorm recalibration, evaluation, and ``train()``, the epoch loop. ``python -m utils.train --help``.
+"""Training, top to bottom: the data on the device, the optimizer and its schedule, one epoch, BatchNorm
+recalibration, evaluation, ``train()`` (the epoch loop), and ``python -m utils.train`` (``--help``).
 
-The images are one tensor on the device, batches are taken by index and augmented there, batched
-(``utils.augment``). The test set is scored after every epoch for the curves; nothing in training
-depends on it, and the result is the final epoch. What a run writes and how ``--resume`` continues
-it: ``utils.runs``; the command line: ``utils.cli``.
+The settings of a run are ``utils.config.Config`` (the final recipe) and ``RECIPES`` (the steps). The images
+are one tensor on the device, batches are taken by index and augmented there, batched (``utils.augment``).
+The test set is scored after every epoch for the curves; nothing in training depends on it, and the result
+is the final epoch. What a run writes and how ``--resume`` continues it: ``utils.runs``, through one door.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,68 +18,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import augment, runs, settings
-from .augment import DEGREES, TRANSLATE
-from .data import DEFAULT_ROOT, MEAN, STD, TRAIN_SIZE, load_mnist, normalize
-from .models import MODELS, build_model
+from . import GOAL, augment, runs
+from .config import RECIPES, Config, recipe, reuse_freed_memory
+from .data import MEAN, STD, MNISTDataError, load_mnist, normalize
+from .models import build_model
 from .progress import epoch_line, make_progress
-from .runs import DEVICES, resolve_device
-from .settings import SEED_LIMIT, RunError, setting
-from .summary import count_parameters
+from .settings import (
+    Parser,
+    flag,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    sigterm_as_interrupt,
+)
 
-
-@dataclass
-class Config:
-    """Everything that defines a run. The defaults are the final recipe; RECIPES adjusts the earlier steps."""
-
-    model: str = setting("final", "the teaching step (utils/models.py)", "choice", choices=tuple(MODELS), run=True)
-    epochs: int = setting(15, "passes over the training images (10 lost the margin on validation)", "count")
-    batch_size: int = setting(128, "images per SGD step", "count")
-    lr: float = setting(0.1, "peak LR: one-cycle starts at lr/25, peaks here, ends near 0", "positive",
-                        hint="the final recipe peaks at 0.1")
-    # before=: runs recorded before these four were settings (results/steps.json) trained with torch's
-    # OneCycleLR defaults (momentum 0.95 -> 0.85 -> 0.95; the 0.9 then passed to SGD was overridden by it),
-    # Nesterov on and a warm-up of 0.25 (see git show ab0e861:utils/train.py, make_optimizer).
-    warmup: float = setting(0.25, "share of the steps in which the LR rises to its peak", "range", low=0.05, high=1,
-                            before=0.25)
-    momentum: float = setting(0.95, "SGD momentum at the start and the end", "range", low=0, high=1, before=0.95)
-    min_momentum: float = setting(0.85, "one-cycle lowers the momentum to this while the LR peaks", "range",
-                                  low=0, high=1, before=0.85)
-    nesterov: bool = setting(True, "Nesterov momentum: the gradient is taken one step ahead", "switch", before=True)
-    weight_decay: float = setting(5e-4, "L2 pull of every weight towards 0, BatchNorm's included", "non_negative")
-    augment: bool = setting(True, "random rotation, shift and scale of every training image", "switch")
-    degrees: float = setting(DEGREES, "augmentation: rotation range, +-degrees", "range", low=0, high=180)
-    translate: float = setting(TRANSLATE, "augmentation: shift range, a fraction of the image size",
-                               "range", low=0, high=0.5)
-    recalibrate_bn: bool = setting(True, "recompute BatchNorm statistics on 10,000 clean training images "
-                                   "before each evaluation", "switch")
-    seed: int = setting(1, "the initial weights, the shuffle, augmentation and dropout draws", "seed", run=True)
-    device: str = setting("auto", "auto: CUDA, then Apple's MPS, then the CPU", "choice", choices=DEVICES, run=True)
-    train_subset: int = setting(0, "train on the first N images only (0: all); for quick runs", "size", run=True)
-    reuse_memory: bool = setting(True, "keep freed memory for the next step (glibc; faster, same numbers)", "switch",
-                                 run=True)
-    holdout: int = setting(0, "hold out the last N training images to tune on (never tune on test)", "size", run=True)
-    data_root: str = setting(str(DEFAULT_ROOT), "where MNIST is kept", "path", run=True,
-                             hint="default: $MNIST_ROOT, else data/; set neither to ''")
-
-
-# Every step trains with the final recipe. Steps 1-4 only switch augmentation off, so each step differs
-# from the one before by the one change it teaches, and step 5 differs from step 4 by augmentation alone.
-RECIPES: dict[str, dict] = {
-    "baseline": dict(augment=False),
-    "batchnorm": dict(augment=False),
-    "dropout": dict(augment=False),
-    "gap": dict(augment=False),
-    "final": dict(),
-}
 EVAL_BATCH = 2000  # images per forward pass when scoring; it changes the speed, not the numbers to report
 RECALIBRATION_IMAGES = 10_000
 BACKGROUND = (0.0 - MEAN) / STD  # a black pixel after normalisation: what augmentation fills in at the edges
-
-
-def recipe(model: str, **overrides) -> Config:
-    """The default Config for a teaching step, with ``overrides`` applied on top."""
-    return Config(**{"model": model, **RECIPES[model], **overrides})
 
 
 @dataclass
@@ -94,7 +53,6 @@ class DeviceData:
 
 def load_device_data(cfg: Config, device: torch.device) -> DeviceData:
     """Load verified MNIST, normalise once, apply holdout / subset, move everything to ``device``."""
-    check_holdout(cfg)  # also here: tools and tests load data without train()
     mnist = load_mnist(cfg.data_root)
     x, y = mnist.train_images, mnist.train_labels
     val_x = val_y = None
@@ -114,11 +72,11 @@ def load_device_data(cfg: Config, device: torch.device) -> DeviceData:
 def make_optimizer(cfg: Config, model: torch.nn.Module, steps: int):
     """SGD with (Nesterov) momentum and weight decay, and the one-cycle schedule over ``steps`` per epoch:
     the LR from lr/25 up to lr over the warm-up, then down to lr/25/1e4; the momentum the other way."""
-    warmup = cfg.warmup
-    if warmup * cfg.epochs * steps == 1:
-        # torch's OneCycleLR divides by zero when its warm-up is exactly one step (a 4-step run,
-        # e.g. --train-subset 512 --epochs 1): warm up over two steps instead.
-        warmup = 0.5
+    warmup, total = cfg.warmup, cfg.epochs * steps
+    if warmup * total == 1:
+        # torch's OneCycleLR divides by zero when its warm-up is exactly one step (a 4-step run, e.g.
+        # --train-subset 512 --epochs 1): warm up over two steps instead (one and a half in a 2-step run).
+        warmup = min(2, total - 0.5) / total
     # foreach: one multi-tensor kernel per update instead of a Python loop over the parameter tensors
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay, foreach=True)
@@ -128,15 +86,16 @@ def make_optimizer(cfg: Config, model: torch.nn.Module, steps: int):
     return opt, sched
 
 
-def lr_curve(cfg: Config, steps: int) -> list[float]:
-    """The LR at every optimisation step of a run with ``cfg``, computed by the real scheduler."""
+def schedule(cfg: Config, steps: int) -> dict[str, list[float]]:
+    """The LR and the momentum at every optimisation step of a run with ``cfg``, from the real scheduler."""
     opt, sched = make_optimizer(cfg, torch.nn.Linear(1, 1), steps)
-    lrs = []
+    seen: dict[str, list[float]] = {"lr": [], "momentum": []}
     for _ in range(cfg.epochs * steps):
-        lrs.append(opt.param_groups[0]["lr"])
+        for key in seen:
+            seen[key].append(opt.param_groups[0][key])
         opt.step()
         sched.step()
-    return lrs
+    return seen
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -148,7 +107,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """Each epoch draws its shuffle, augmentation and dropout from its own seed, so a resumed run
     replays exactly the randomness an uninterrupted run would have used. Wrapped into the range
     torch's generators take; small seeds never wrap, so their runs are unchanged."""
-    return (seed * 100_003 + epoch) % SEED_LIMIT
+    return (seed * 100_003 + epoch) % 2**63
 
 
 def batches(data: DeviceData, cfg: Config, epoch: int):
@@ -163,7 +122,8 @@ def batches(data: DeviceData, cfg: Config, epoch: int):
         x, y = data.train_x[idx], data.train_y[idx]
         if cfg.augment:
             x = augment.random_affine(x, fill=BACKGROUND, generator=gen, degrees=cfg.degrees,
-                                      translate=cfg.translate).contiguous(memory_format=torch.channels_last)
+                                      translate=cfg.translate, scale=cfg.scale).contiguous(
+                                          memory_format=torch.channels_last)
         yield x, y
 
 
@@ -229,40 +189,28 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BAT
 
 def train(cfg: Config | None = None, out: str | Path | None = None, *, model=None,
           resume: str | Path | None = None, progress=True, overwrite: bool = False, log=print) -> dict:
-    """Train ``cfg`` into the run folder ``out`` (or continue ``resume``; ``cfg`` may then be None or ask for
+    """Train ``cfg`` into the run folder ``out`` (or continue ``resume``; ``cfg`` may then be None, or ask for
     another device or data root); return the metrics. ``model``: a network, or a function (a class will do)
     that builds one after seeding, to train an architecture utils.models does not define. ``progress``:
-    see utils.progress. ``overwrite`` replaces a run in ``out``, once every check has passed."""
-    cfg, out, saved, device = begin(cfg, out, resume, overwrite, named_model=model is None)
-    start = time.perf_counter()
+    see utils.progress. ``overwrite`` replaces a run of the same step in ``out``, once every check has passed."""
+    run = runs.open_run(cfg, out, resume=resume, overwrite=overwrite)  # checked; a saved run read once
+    cfg = run.cfg
+    if run.complete:
+        return run.reopen(log)
     if cfg.reuse_memory:
-        runs.reuse_freed_memory()  # fewer page faults per step; the numbers do not change
+        reuse_freed_memory()  # fewer page faults per step; the numbers do not change
     torch.manual_seed(cfg.seed)  # the initial weights follow the seed
     if model is None or not isinstance(model, torch.nn.Module):
-        model = build_model(cfg.model) if model is None else model()
-    model = model.to(device).to(memory_format=torch.channels_last)
-    arch = runs.architecture_id(model)
-    history, wall_before = [], 0.0
-    if saved is not None:
-        runs.load_weights(model, saved, out, arch)  # the same network, or a RunError
-        history, wall_before = saved["history"], saved["wall_seconds"]
-        if len(history) >= cfg.epochs:
-            return runs.reopen_complete(saved, out, log)
-    data = load_device_data(cfg, device)  # a data problem stops the run before the folder is touched,
+        model = build_model(cfg.model, cfg.dropout) if model is None else model()
+    model = model.to(run.device).to(memory_format=torch.channels_last)
+    data = load_device_data(cfg, run.device)  # a data problem stops the run before the folder is touched,
     n_steps = steps_per_epoch(data.train_x.shape[0], cfg.batch_size)
     opt, sched = make_optimizer(cfg, model, n_steps)
-    if saved is not None:
-        runs.load_training_state(saved, opt, sched, out)  # and so does a saved state that does not fit
-    params = count_parameters(model)
-    with runs.claim_folder(out, saved, overwrite, cfg.model) as folder:  # locked until the run ends
-        if saved is not None:
-            log(f"resuming {out} after epoch {len(history)}/{cfg.epochs}")
-        log(f"model {cfg.model}: {params:,} parameters | device {runs.device_name(device)} | "
-            f"run folder {runs.shown_path(out)}")
-        bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(history))
-        metrics = {}
+    run.load_state(model, opt, sched)  # and so does a saved state that does not fit
+    with run.claim(log):  # the folder is locked until the run ends
+        bar = make_progress(progress, cfg.model, cfg.epochs, n_steps, len(run.history))
         try:
-            for epoch in range(len(history) + 1, cfg.epochs + 1):
+            for epoch in range(len(run.history) + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]  # at the epoch's first step
                 train_loss, train_acc = train_epoch(model, opt, sched, data, cfg, epoch, bar)
@@ -274,81 +222,89 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
                 if data.val_x is not None:
                     val = evaluate(model, data.val_x, data.val_y)
                     row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-                runs.check_finite(row, cfg.lr, out)
                 row["seconds"] = time.perf_counter() - t0
-                history.append(row)
-                wall = wall_before + time.perf_counter() - start
-                metrics = runs.make_metrics(cfg, params, history, wall, device, out, arch)
-                folder.save(model, opt, sched, cfg, history, metrics)
+                run.save(row, model, opt, sched)
                 line = epoch_line(row, cfg.epochs, "val" if data.val_x is not None else "test")
                 bar.write(line) if bar is not None else log(line)
         finally:
             if bar is not None:
                 bar.close()
-    return metrics
+    return run.metrics
 
 
-def validate(cfg: Config, *, named_model: bool = True) -> None:
-    """Refuse a Config that cannot make a sensible run, with one message per problem (the rules are the
-    fields' own, see ``utils.settings``). train() calls this before it touches the run folder."""
-    settings.check_fields(cfg, skip=() if named_model else ("model",))
-    check_holdout(cfg)
-    n = min(TRAIN_SIZE - cfg.holdout, cfg.train_subset or TRAIN_SIZE)
-    if cfg.batch_size > n:
-        raise RunError(f"batch size {cfg.batch_size} (--batch-size) is larger than the {n:,} training images; "
-                       f"use --batch-size {n} or less (the recipes use 128)")
+# --------------------------------------------------------------------------------------------------
+# python -m utils.train: one flag per field of utils.config.Config
+# --------------------------------------------------------------------------------------------------
+
+FLAG_TYPES = {"count": positive_int, "size": non_negative_int, "positive": positive_float, "rate": positive_float,
+              "non_negative": non_negative_float, "range": float, "seed": seed_int, "path": str}
 
 
-def check_holdout(cfg: Config) -> None:
-    if cfg.holdout >= TRAIN_SIZE:
-        raise RunError(f"--holdout {cfg.holdout} leaves no training images: hold out fewer than the "
-                       f"{TRAIN_SIZE:,} training images (10000 is the usual validation split)")
+def shown_default(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+        else str(value)
 
 
-def stored_settings(config: dict) -> dict:
-    """A Config dict saved by a run or sweep, read as today's code reads it (``utils.settings.stored``)."""
-    return settings.stored(config, Config)
+def build_parser() -> argparse.ArgumentParser:
+    """A flag for every Config field, its help the field's own line. The settings default to None, so that
+    main() knows which ones the user typed (--resume refuses a typed setting that differs from the saved run)."""
+    p = Parser(prog="python -m utils.train", description="Train a teaching step on MNIST (default: the final "
+               "recipe); every epoch is saved, and --resume continues a killed run to the same numbers.")
+    for f in dataclasses.fields(Config):
+        rule, value = f.metadata, f.default
+        others: dict[str, list[str]] = {}  # another default -> the steps whose recipe sets it
+        for step, changes in RECIPES.items():
+            if f.name in changes:
+                others.setdefault(shown_default(changes[f.name]), []).append(step)
+        also = "".join(f"; {v} for {', '.join(steps)}" for v, steps in others.items())
+        help = f"{rule['why']} (default: {shown_default(value)}{also})".replace("%", "%%")
+        if rule["check"] == "switch":
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif "choices" in rule:
+            p.add_argument(flag(f.name), choices=list(rule["choices"]), default=None, help=help)
+        else:
+            p.add_argument(flag(f.name), type=FLAG_TYPES[rule["check"]], default=None, help=help)
+    p.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run folder (default: runs/<model>-seed<seed>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a killed run from its last epoch (only --device, --data-root and --reuse-memory "
+                        "may change)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal, e.g. in CI logs)")
+    return p
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A run's checkpoint (``utils.runs.read_checkpoint``) whose settings this version can train with."""
-    state = runs.read_checkpoint(path)
-    config = stored_settings(state["config"])
-    unknown = sorted(set(config) - {f.name for f in dataclasses.fields(Config)})
-    try:
-        if unknown:
-            raise RunError(f"another version of the course made it: its config has settings this one does not "
-                           f"know: {', '.join(unknown)}")
-        validate(Config(**config))
-    except RunError as exc:
-        what = str(exc) if unknown else f"its config is not valid: {exc}"
-        raise runs.not_ours(runs.checkpoint_file(path), what) from exc
-    return {**state, "config": {**config, "data_root": str(DEFAULT_ROOT)}}  # this machine's MNIST, not the saver's
-
-
-def begin(cfg: Config | None, out, resume, overwrite: bool, named_model: bool):
-    """The settings, folder, saved state (None for a new run) and device of a run about to start, after
-    every check that can refuse it: bad settings, changed settings on resume, a folder holding a run."""
-    saved = None
-    if resume is not None:
-        out = runs.resume_dir(resume)  # a run folder no other process is writing
-        saved = load_checkpoint(out)
-        cfg, asked = Config(**saved["config"]), cfg
-        if asked is not None and asked.model != cfg.model:
-            raise RunError(f"--resume {out} holds a '{cfg.model}' run, not '{asked.model}'; drop --model or pick "
-                           "another folder")
-        cfg = settings.resumed(cfg, asked, runs.RESUME_MAY_CHANGE, f"--resume {out}")
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.train``: train, print every epoch, then the final result and the run folder."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    # A bar redrawn with \r is noise in a log file or a pipe: show it only on a terminal.
+    progress = not args.no_progress and sys.stderr.isatty()
+    with sigterm_as_interrupt():
+        try:
+            cfg = given if args.resume is not None else recipe(given.pop("model", "final"), **given)
+            metrics = train(cfg, args.out, resume=args.resume, progress=progress)
+        except KeyboardInterrupt as exc:  # runs.Interrupted once the run holds its folder
+            folder = args.resume or args.out
+            said = str(exc) if isinstance(exc, runs.Interrupted) else "interrupted before the first epoch began; " + (
+                f"{folder} is as it was" if folder else "nothing was written")
+            print(f"{parser.prog}: {said}", file=sys.stderr)
+            return 130
+        except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+            parser.error(str(exc))
+    if metrics.get("final_val_accuracy") is not None:  # a tuning run (--holdout): no test number on screen
+        outcome = (f"final validation accuracy {metrics['final_val_accuracy']:.2f}% at epoch {metrics['epochs']} "
+                   f"(the last {metrics['config']['holdout']:,} training images, never trained on; the test "
+                   "accuracy is in metrics.json, not for tuning)")
     else:
-        cfg = cfg or Config()
-        out = runs.run_dir(out, cfg.model, cfg.seed)
-    validate(cfg, named_model=named_model)
-    device = resolve_device(cfg.device)
-    if saved is None:
-        runs.check_vacant(out, cfg.model, overwrite)  # checked again once the folder is locked
-    return cfg, out, saved, device
+        verdict = "meets" if metrics["goal_met"] else "misses"
+        outcome = (f"final test accuracy {metrics['final_test_accuracy']:.2f}% at epoch {metrics['epochs']} "
+                   f"({verdict} the {GOAL:.2f}% goal)")
+    print(f"{outcome} | {metrics['params']:,} parameters | wall {metrics['wall_seconds']:.1f}s")
+    print(f"run folder: {args.resume or metrics['run_dir']}")  # a resumed folder may have been moved
+    return 0
 
 
 if __name__ == "__main__":
-    from .cli import main
-
     raise SystemExit(main())
