@@ -5,7 +5,8 @@
   file (the master's own asserts), the otter cell after the set-up cell, and no stored output at all;
 * slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
   ``grader.check`` reports its exercise as not passed; then, in the same kernel, each answer cell
-  typed in with its solution and run with its check: every check passes.
+  typed in with its solution and run with its check: every check passes; and the README's ``otter run``
+  command, run exactly as written, grades the unanswered edition with no point per exercise.
 
 That the solutions pass every check is nbval's run of notebooks/ in quick mode (tests/test_notebooks.py):
 there the checks are plain code cells that raise when a solution is wrong.
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -287,3 +292,29 @@ def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_a
     reports = check_reports(answered)
     assert list(reports) == list(unanswered)
     assert [name for name, shown in reports.items() if "passed!" not in shown] == [], reports
+
+
+def readme_block(heading: str, words: str) -> str:
+    """The README's bash block after ``heading`` that holds ``words``, exactly as written there."""
+    section = (ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    return next(block for block in re.findall(r"```bash\n(.*?)```", section, re.S) if words in block)
+
+
+@pytest.mark.slow
+def test_the_readme_grading_command_runs_as_written(tmp_path):
+    """The README's `otter run` command, copied from it, run from a folder laid out like the repository root
+    (links to .venv, .venv-otter and build/) on the unanswered student edition, in quick mode: it grades
+    every exercise, with no point. otter grades in a temporary folder of its own, so a relative JUPYTER_PATH
+    there finds no kernel."""
+    master, _ = student_edition("02_batchnorm")
+    command = readme_block("### Grade a folder of submissions", "otter run")
+    for name in (".venv", ".venv-otter", "build"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    shutil.copy2(STUDENT / "02_batchnorm.ipynb", tmp_path / "submission.ipynb")
+    env = {**os.environ, "PWD": str(tmp_path), QUICK_ENV: "1"}  # PWD as the user's shell has it there
+    done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=STUDENT_RUN_S)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    results = json.loads((tmp_path / "grades" / "results.json").read_text())
+    scores = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if "score" in t}
+    assert scores == {q["name"]: (0, 1.0) for q in questions(master)} and len(scores) == 3, scores
