@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import ast
 import copy
+import errno
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from tools import student as student_tool  # it runs in .venv-otter, but needs only nbformat (in .venv too)
 from utils.course import QUICK_ENV
 from utils.models import STEPS
 
@@ -318,3 +321,91 @@ def test_the_readme_grading_command_runs_as_written(tmp_path):
     results = json.loads((tmp_path / "grades" / "results.json").read_text())
     scores = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if "score" in t}
     assert scores == {q["name"]: (0, 1.0) for q in questions(master)} and len(scores) == 3, scores
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def previous_edition(out: Path) -> dict[str, bytes]:
+    """A small stand-in for the edition an earlier ``make student`` left in ``out``; its files."""
+    for stem in ("01_baseline", "02_batchnorm", "03_dropout"):
+        (out / "tests" / stem).mkdir(parents=True)
+        (out / f"{stem}.ipynb").write_text(f"previous {stem}")
+        (out / "tests" / stem / "q1_old.py").write_text("test = {}")
+        (out / "autograder").mkdir(exist_ok=True)
+        (out / "autograder" / f"{stem}-autograder.zip").write_bytes(b"previous zip")
+    return tree(out)
+
+
+def fake_otter(fail_on: int, failure):
+    """A stand-in for the ``otter assign`` subprocess: writes what otter writes, or ``failure`` on call ``fail_on``
+    (an OSError is raised, a CompletedProcess returned)."""
+    calls = []
+
+    def run(argv, cwd, **kwargs):
+        calls.append(argv)
+        if len(calls) == fail_on:
+            if isinstance(failure, OSError):
+                raise failure
+            return failure
+        staged, assigned = Path(cwd) / argv[-2], Path(argv[-1])
+        (assigned / "student" / "tests").mkdir(parents=True)
+        (assigned / "autograder").mkdir()
+        shutil.copy2(staged, assigned / "student" / staged.name)
+        (assigned / "student" / "tests" / "q1_new.py").write_text("test = {}")
+        (assigned / "autograder" / "any.zip").write_bytes(b"new zip")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return run
+
+
+MASTERS = [str(NOTEBOOKS / "01_baseline.ipynb"), str(NOTEBOOKS / "02_batchnorm.ipynb")]
+
+
+@pytest.mark.parametrize("failure, says", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (subprocess.CompletedProcess([], 1, "", "Traceback ...\nValueError: no ASSIGNMENT CONFIG"), "otter assign failed"),
+], ids=["disk full", "otter fails"])
+def test_a_failed_build_leaves_the_previous_edition_as_it_was(tmp_path, monkeypatch, capsys, failure, says):
+    """The new edition is built beside the old one and replaces it only when complete: a failure on the second
+    notebook leaves the previous edition byte for byte, and no staging or temporary folder behind."""
+    out = tmp_path / "student"
+    before = previous_edition(out)
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(2, failure))
+    assert student_tool.main([*MASTERS, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m tools.student: error: ") and says in err[0], err
+    assert str(out) in err[0] and "run" in err[0], "says where, and what to do"
+    assert tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"], "no temporary folder beside it"
+
+
+def test_a_build_replaces_the_rebuilt_notebooks_and_keeps_the_others(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "student"
+    before = previous_edition(out)
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    assert student_tool.main([*MASTERS, "--out", str(out)]) == 0
+    after = tree(out)
+    kept = {k: v for k, v in before.items() if "03_dropout" in k}
+    assert {k: v for k, v in after.items() if "03_dropout" in k} == kept, "what was not rebuilt is carried over"
+    for stem in ("01_baseline", "02_batchnorm"):
+        assert nbformat.reads(after[f"{stem}.ipynb"].decode(), as_version=4).cells, "otter's student notebook"
+        assert sorted(k for k in after if k.startswith(f"tests/{stem}/")) == [f"tests/{stem}/q1_new.py"]
+        assert after[f"autograder/{stem}-autograder.zip"] == b"new zip"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"] and not (out / ".stage").exists()
+
+
+def test_an_out_folder_that_holds_anything_else_is_refused(tmp_path, monkeypatch, capsys):
+    """The output folder is replaced as a whole, so one that holds something else is never taken for an edition."""
+    out = tmp_path / "mine"
+    before = previous_edition(out)
+    (out / "notes.txt").write_text("my notes")
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    with pytest.raises(SystemExit) as exit_:
+        student_tool.main([*MASTERS, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and f"--out {out}" in err[0] and "'notes.txt'" in err[0], err
+    assert tree(out) == {**before, "notes.txt": b"my notes"}
