@@ -3,10 +3,13 @@
 * fast: each exercise cell of the student edition against its solution in notebooks/ (no solution line
   left, otter's placeholder there, the rest of the cell kept), its ``grader.check`` cell and its test
   file (the master's own asserts), the otter cell after the set-up cell, and no stored output at all;
+  tools.student itself (otter stubbed): a failed build leaves the previous edition as it was, and the otter
+  cell of a notebook without its tests/ folder says so once and gives a ``grader`` whose checks do not raise;
 * slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
   ``grader.check`` reports its exercise as not passed; then, in the same kernel, each answer cell
-  typed in with its solution and run with its check: every check passes; and the README's ``otter run``
-  command, run exactly as written, grades the unanswered edition with no point per exercise.
+  typed in with its solution and run with its check: every check passes; one of them run to the end
+  without its tests/ folder; and the README's ``otter run`` command, run exactly as written, grades the
+  unanswered edition with no point per exercise.
 
 That the solutions pass every check is nbval's run of notebooks/ in quick mode (tests/test_notebooks.py):
 there the checks are plain code cells that raise when a solution is wrong.
@@ -409,3 +412,68 @@ def test_an_out_folder_that_holds_anything_else_is_refused(tmp_path, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and f"--out {out}" in err[0] and "'notes.txt'" in err[0], err
     assert tree(out) == {**before, "notes.txt": b"my notes"}
+
+
+def run_otter_cell(tmp_path: Path, monkeypatch, with_checks: bool) -> dict:
+    """The otter cell of 02_batchnorm run as in a notebook opened from ``tmp_path/nb`` (off Colab), after a set-up
+    cell whose ROOT lists no missing package; its globals."""
+    root, here = tmp_path / "root", tmp_path / "nb"
+    (root / "requirements").mkdir(parents=True)
+    (root / "requirements" / "student.txt").write_text("# nothing to install\n")
+    here.mkdir()
+    if with_checks:
+        (here / "tests" / "02_batchnorm").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    scope = {"ROOT": root, "ON_COLAB": False, "REPO": "OWNER/mnist-8k", "os": os, "subprocess": subprocess,
+             "sys": sys, "Path": Path}
+    exec(student_tool.otter_cell("02_batchnorm"), scope)
+    return scope
+
+
+def test_without_its_checks_the_notebook_says_so_once_and_its_checks_do_not_stop_run_all(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A student who downloaded the notebook alone: one line says where the checks were looked for and what to
+    do, and each grader.check prints one line instead of raising (otter: 'Tests directory does not exist')."""
+    grader = run_otter_cell(tmp_path, monkeypatch, with_checks=False)["grader"]
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and "not found" in said[0] and str(tmp_path / "nb" / "tests" / "02_batchnorm") in said[0]
+    assert "tests/" in said[0] and "make student" in said[0], said
+    grader.check("q1_x")
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("checks for q1_x not run: "), said
+
+
+@pytest.mark.parametrize("beside, grading", [(True, False), (False, True)], ids=["checks beside it", "otter grading"])
+def test_with_its_checks_the_notebook_gets_otters_grader(tmp_path, monkeypatch, capsys, beside, grading):
+    """otter grades in a folder of its own, with the checks in tests/: its grader, which records the results."""
+    import otter
+
+    monkeypatch.setattr(otter.Notebook, "_grading_mode", grading)
+    assert isinstance(run_otter_cell(tmp_path, monkeypatch, with_checks=beside)["grader"], otter.Notebook)
+    assert capsys.readouterr().out == ""
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+@pytest.mark.slow
+def test_a_student_notebook_without_its_checks_runs_to_the_end(tmp_path, monkeypatch):
+    """Run All of 02_batchnorm, in quick mode, opened in a folder that has the course's utils/ but no tests/:
+    no error, no stderr; the otter cell says once that the checks were not found, each check that it did not run."""
+    from nbclient import NotebookClient
+
+    _, student = student_edition("02_batchnorm")
+    for name in ("utils", "requirements"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.setenv(QUICK_ENV, "1")
+    NotebookClient(student, timeout=STUDENT_RUN_S, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    code = [c for c in student.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every cell ran"
+    assert problems_in(code) == []
+    otter_cell = next(c for c in code if OTTER_CELL in c.source)
+    assert stdout_of(otter_cell).count("\n") == 1 and "were not found" in stdout_of(otter_cell)
+    checks = {m.group(1): stdout_of(c) for c in code if (m := CHECK.match(c.source.strip()))}
+    assert len(checks) == 3 and all(shown == f"checks for {name} not run: no tests/02_batchnorm/ here\n"
+                                    for name, shown in checks.items()), checks

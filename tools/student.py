@@ -65,9 +65,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def otter_cell(stem: str) -> str:
-    """The code cell that gives the notebook ``grader``; it runs after the set-up cell (ROOT, ON_COLAB, REPO)."""
+    """The code cell that gives the notebook ``grader``; it runs after the set-up cell (ROOT, ON_COLAB, REPO).
+
+    Without its checks beside it (a notebook downloaded alone) otter's ``grader.check`` raises and Run All stops
+    at the first exercise: then the cell says so once, and ``grader`` is a stand-in whose checks say they did
+    not run."""
     return f'''{OTTER_CELL_MARK}: grader.check("name") runs the checks of one exercise.
-import importlib, importlib.util
+import importlib, importlib.util, types
 
 requirements = [line.split("#") for line in (ROOT / "requirements/student.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
@@ -75,13 +79,20 @@ missing = [spec.strip() for spec, module in requirements if importlib.util.find_
 if missing:  # e.g. on Colab: otter's few packages, --no-deps, so Colab's torch and the rest stay as they are
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)
     importlib.invalidate_caches()
-if ON_COLAB and not os.path.isdir("tests/{stem}"):  # the checks, from the published student edition
+checks = Path("tests/{stem}")
+if ON_COLAB and not checks.is_dir():  # the checks, from the published student edition
     subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{STUDENT_BRANCH}",
                     f"https://github.com/{{REPO}}", "/content/student-edition"], check=True)
     os.symlink("/content/student-edition/tests", "tests")
 import otter
 
-grader = otter.Notebook("{stem}.ipynb" if os.path.isfile("{stem}.ipynb") else None, tests_dir="tests/{stem}")'''
+if checks.is_dir() or otter.Notebook._grading_mode:  # (when otter grades it, it brings the checks)
+    grader = otter.Notebook("{stem}.ipynb" if os.path.isfile("{stem}.ipynb") else None, tests_dir=str(checks))
+else:  # the notebook without its tests/ folder: the exercises still run, their checks cannot
+    print(f"The checks of the exercises were not found: expected in {{checks.resolve()}}. Keep the tests/ folder "
+          "handed out with this notebook beside it, or open the notebook in a clone of the course after "
+          "`make student` (build/student/).")
+    grader = types.SimpleNamespace(check=lambda name: print(f"checks for {{name}} not run: no {{checks}}/ here"))'''
 
 
 def with_otter_cell(nb, stem: str):
