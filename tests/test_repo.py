@@ -169,3 +169,32 @@ def test_set_repo_reports_an_unreadable_notebook(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "01_broken.ipynb: not a readable notebook" in err and len(err.splitlines()) == 1
     assert files(root) == before
+
+
+# What GitHub accepts, and nothing else: a copy-pasted name ending in a newline was accepted once (``$`` with
+# ``match``) and split every link and every notebook's REPO line.
+@pytest.mark.parametrize("slug", ["alice/mnist-8k\n", "alice/mnist-8k ", "alice/mnist-8k\t", " alice/mnist-8k",
+                                  "-alice/mnist-8k", "alice-/mnist-8k", "al--ice/mnist-8k", "a" * 40 + "/mnist-8k",
+                                  "alice/" + "n" * 101, "alice/", "/mnist-8k"])
+def test_set_repo_refuses_what_github_does_not_accept_and_writes_nothing(tmp_path, capsys, slug):
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    before = files(root)
+    assert set_repo.main([slug, "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and repr(slug) in err and "OWNER/NAME" in err, err
+    assert files(root) == before
+
+
+def test_set_repo_refuses_a_pasted_newline_on_the_command_line(tmp_path):
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    before = files(root)
+    r = subprocess.run([sys.executable, "-m", "tools.set_repo", "alice/mnist-8k\n", "--root", str(root)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [r.stderr.strip()] and "'alice/mnist-8k\\n'" in r.stderr, r.stderr
+    assert files(root) == before
+
+
+@pytest.mark.parametrize("slug", ["a/b", "a-b-c/x.y_z-1", "A" * 39 + "/mnist-8k", "alice/" + "n" * 100, "alice/.x"])
+def test_set_repo_accepts_every_name_github_accepts(slug):
+    assert set_repo.check_slug(slug) == slug

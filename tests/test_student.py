@@ -3,9 +3,13 @@
 * fast: each exercise cell of the student edition against its solution in notebooks/ (no solution line
   left, otter's placeholder there, the rest of the cell kept), its ``grader.check`` cell and its test
   file (the master's own asserts), the otter cell after the set-up cell, and no stored output at all;
+  tools.student itself (otter stubbed): a failed build leaves the previous edition as it was, and the otter
+  cell of a notebook without its tests/ folder says so once and gives a ``grader`` whose checks do not raise;
 * slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
   ``grader.check`` reports its exercise as not passed; then, in the same kernel, each answer cell
-  typed in with its solution and run with its check: every check passes.
+  typed in with its solution and run with its check: every check passes; one of them run to the end
+  without its tests/ folder; and the README's ``otter run`` command, run exactly as written, grades the
+  unanswered edition with no point per exercise.
 
 That the solutions pass every check is nbval's run of notebooks/ in quick mode (tests/test_notebooks.py):
 there the checks are plain code cells that raise when a solution is wrong.
@@ -14,12 +18,19 @@ from __future__ import annotations
 
 import ast
 import copy
+import errno
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from tools import student as student_tool  # it runs in .venv-otter, but needs only nbformat (in .venv too)
 from utils.course import QUICK_ENV
 from utils.models import STEPS
 
@@ -287,3 +298,182 @@ def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_a
     reports = check_reports(answered)
     assert list(reports) == list(unanswered)
     assert [name for name, shown in reports.items() if "passed!" not in shown] == [], reports
+
+
+def readme_block(heading: str, words: str) -> str:
+    """The README's bash block after ``heading`` that holds ``words``, exactly as written there."""
+    section = (ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    return next(block for block in re.findall(r"```bash\n(.*?)```", section, re.S) if words in block)
+
+
+@pytest.mark.slow
+def test_the_readme_grading_command_runs_as_written(tmp_path):
+    """The README's `otter run` command, copied from it, run from a folder laid out like the repository root
+    (links to .venv, .venv-otter and build/) on the unanswered student edition, in quick mode: it grades
+    every exercise, with no point. otter grades in a temporary folder of its own, so a relative JUPYTER_PATH
+    there finds no kernel."""
+    master, _ = student_edition("02_batchnorm")
+    command = readme_block("### Grade a folder of submissions", "otter run")
+    for name in (".venv", ".venv-otter", "build"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    shutil.copy2(STUDENT / "02_batchnorm.ipynb", tmp_path / "submission.ipynb")
+    env = {**os.environ, "PWD": str(tmp_path), QUICK_ENV: "1"}  # PWD as the user's shell has it there
+    done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=STUDENT_RUN_S)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    results = json.loads((tmp_path / "grades" / "results.json").read_text())
+    scores = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if "score" in t}
+    assert scores == {q["name"]: (0, 1.0) for q in questions(master)} and len(scores) == 3, scores
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def previous_edition(out: Path) -> dict[str, bytes]:
+    """A small stand-in for the edition an earlier ``make student`` left in ``out``; its files."""
+    for stem in ("01_baseline", "02_batchnorm", "03_dropout"):
+        (out / "tests" / stem).mkdir(parents=True)
+        (out / f"{stem}.ipynb").write_text(f"previous {stem}")
+        (out / "tests" / stem / "q1_old.py").write_text("test = {}")
+        (out / "autograder").mkdir(exist_ok=True)
+        (out / "autograder" / f"{stem}-autograder.zip").write_bytes(b"previous zip")
+    return tree(out)
+
+
+def fake_otter(fail_on: int, failure):
+    """A stand-in for the ``otter assign`` subprocess: writes what otter writes, or ``failure`` on call ``fail_on``
+    (an OSError is raised, a CompletedProcess returned)."""
+    calls = []
+
+    def run(argv, cwd, **kwargs):
+        calls.append(argv)
+        if len(calls) == fail_on:
+            if isinstance(failure, OSError):
+                raise failure
+            return failure
+        staged, assigned = Path(cwd) / argv[-2], Path(argv[-1])
+        (assigned / "student" / "tests").mkdir(parents=True)
+        (assigned / "autograder").mkdir()
+        shutil.copy2(staged, assigned / "student" / staged.name)
+        (assigned / "student" / "tests" / "q1_new.py").write_text("test = {}")
+        (assigned / "autograder" / "any.zip").write_bytes(b"new zip")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return run
+
+
+MASTERS = [str(NOTEBOOKS / "01_baseline.ipynb"), str(NOTEBOOKS / "02_batchnorm.ipynb")]
+
+
+@pytest.mark.parametrize("failure, says", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (subprocess.CompletedProcess([], 1, "", "Traceback ...\nValueError: no ASSIGNMENT CONFIG"), "otter assign failed"),
+], ids=["disk full", "otter fails"])
+def test_a_failed_build_leaves_the_previous_edition_as_it_was(tmp_path, monkeypatch, capsys, failure, says):
+    """The new edition is built beside the old one and replaces it only when complete: a failure on the second
+    notebook leaves the previous edition byte for byte, and no staging or temporary folder behind."""
+    out = tmp_path / "student"
+    before = previous_edition(out)
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(2, failure))
+    assert student_tool.main([*MASTERS, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m tools.student: error: ") and says in err[0], err
+    assert str(out) in err[0] and "run" in err[0], "says where, and what to do"
+    assert tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"], "no temporary folder beside it"
+
+
+def test_a_build_replaces_the_rebuilt_notebooks_and_keeps_the_others(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "student"
+    before = previous_edition(out)
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    assert student_tool.main([*MASTERS, "--out", str(out)]) == 0
+    after = tree(out)
+    kept = {k: v for k, v in before.items() if "03_dropout" in k}
+    assert {k: v for k, v in after.items() if "03_dropout" in k} == kept, "what was not rebuilt is carried over"
+    for stem in ("01_baseline", "02_batchnorm"):
+        assert nbformat.reads(after[f"{stem}.ipynb"].decode(), as_version=4).cells, "otter's student notebook"
+        assert sorted(k for k in after if k.startswith(f"tests/{stem}/")) == [f"tests/{stem}/q1_new.py"]
+        assert after[f"autograder/{stem}-autograder.zip"] == b"new zip"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"] and not (out / ".stage").exists()
+
+
+def test_an_out_folder_that_holds_anything_else_is_refused(tmp_path, monkeypatch, capsys):
+    """The output folder is replaced as a whole, so one that holds something else is never taken for an edition."""
+    out = tmp_path / "mine"
+    before = previous_edition(out)
+    (out / "notes.txt").write_text("my notes")
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    with pytest.raises(SystemExit) as exit_:
+        student_tool.main([*MASTERS, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and f"--out {out}" in err[0] and "'notes.txt'" in err[0], err
+    assert tree(out) == {**before, "notes.txt": b"my notes"}
+
+
+def run_otter_cell(tmp_path: Path, monkeypatch, with_checks: bool) -> dict:
+    """The otter cell of 02_batchnorm run as in a notebook opened from ``tmp_path/nb`` (off Colab), after a set-up
+    cell whose ROOT lists no missing package; its globals."""
+    root, here = tmp_path / "root", tmp_path / "nb"
+    (root / "requirements").mkdir(parents=True)
+    (root / "requirements" / "student.txt").write_text("# nothing to install\n")
+    here.mkdir()
+    if with_checks:
+        (here / "tests" / "02_batchnorm").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    scope = {"ROOT": root, "ON_COLAB": False, "REPO": "OWNER/mnist-8k", "os": os, "subprocess": subprocess,
+             "sys": sys, "Path": Path}
+    exec(student_tool.otter_cell("02_batchnorm"), scope)
+    return scope
+
+
+def test_without_its_checks_the_notebook_says_so_once_and_its_checks_do_not_stop_run_all(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A student who downloaded the notebook alone: one line says where the checks were looked for and what to
+    do, and each grader.check prints one line instead of raising (otter: 'Tests directory does not exist')."""
+    grader = run_otter_cell(tmp_path, monkeypatch, with_checks=False)["grader"]
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and "not found" in said[0] and str(tmp_path / "nb" / "tests" / "02_batchnorm") in said[0]
+    assert "tests/" in said[0] and "make student" in said[0], said
+    grader.check("q1_x")
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("checks for q1_x not run: "), said
+
+
+@pytest.mark.parametrize("beside, grading", [(True, False), (False, True)], ids=["checks beside it", "otter grading"])
+def test_with_its_checks_the_notebook_gets_otters_grader(tmp_path, monkeypatch, capsys, beside, grading):
+    """otter grades in a folder of its own, with the checks in tests/: its grader, which records the results."""
+    import otter
+
+    monkeypatch.setattr(otter.Notebook, "_grading_mode", grading)
+    assert isinstance(run_otter_cell(tmp_path, monkeypatch, with_checks=beside)["grader"], otter.Notebook)
+    assert capsys.readouterr().out == ""
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+@pytest.mark.slow
+def test_a_student_notebook_without_its_checks_runs_to_the_end(tmp_path, monkeypatch):
+    """Run All of 02_batchnorm, in quick mode, opened in a folder that has the course's utils/ but no tests/:
+    no error, no stderr; the otter cell says once that the checks were not found, each check that it did not run."""
+    from nbclient import NotebookClient
+
+    _, student = student_edition("02_batchnorm")
+    for name in ("utils", "requirements"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.setenv(QUICK_ENV, "1")
+    NotebookClient(student, timeout=STUDENT_RUN_S, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    code = [c for c in student.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every cell ran"
+    assert problems_in(code) == []
+    otter_cell = next(c for c in code if OTTER_CELL in c.source)
+    assert stdout_of(otter_cell).count("\n") == 1 and "were not found" in stdout_of(otter_cell)
+    checks = {m.group(1): stdout_of(c) for c in code if (m := CHECK.match(c.source.strip()))}
+    assert len(checks) == 3 and all(shown == f"checks for {name} not run: no tests/02_batchnorm/ here\n"
+                                    for name, shown in checks.items()), checks

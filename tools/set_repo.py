@@ -21,7 +21,9 @@ import nbformat
 from utils.fsutil import atomic_write_all
 
 ROOT = Path(__file__).resolve().parent.parent
-SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+# What GitHub accepts, matched whole (fullmatch: ``$`` would let a pasted trailing newline through): the owner
+# 1-39 letters, digits or single hyphens, not first or last; the name 1-100 letters, digits, '.', '_', '-'.
+SLUG = re.compile(r"(?=[^/]{1,39}/)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*/[A-Za-z0-9._-]{1,100}")
 MAKE_LINE = re.compile(r"^(REPO[ \t]*\?=[ \t]*)(\S*)[ \t]*$", re.M)
 REPO_LINE = re.compile(r"""^(REPO\s*=\s*)(["'])([^"'\n]*)\2""", re.M)  # in a notebook's code cell
 SLUG_PART = r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]*[A-Za-z0-9_-]"
@@ -34,12 +36,20 @@ class RepoError(Exception):
     """Bad input: one line saying what is wrong and what to do."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line, without the usage block (utils.cli.Parser would import torch)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def check_slug(slug: str) -> str:
     if slug.startswith(("https://", "http://", "git@")) or slug.endswith(".git"):
         raise RepoError(f"{slug!r}: give the repository as OWNER/NAME (e.g. alice/mnist-8k), not as a URL")
-    if not SLUG.match(slug):
-        raise RepoError(f"{slug!r} is not a GitHub OWNER/NAME: letters, digits and '-' for the owner, "
-                        "letters, digits, '.', '_' and '-' for the name, e.g. alice/mnist-8k")
+    if not SLUG.fullmatch(slug):
+        raise RepoError(f"{slug!r} is not a GitHub OWNER/NAME: give the owner as 1-39 letters, digits or single "
+                        "'-' (not first or last) and the name as 1-100 letters, digits, '.', '_' or '-', with no "
+                        "spaces or line breaks, e.g. alice/mnist-8k")
     if slug.split("/")[1] in (".", ".."):
         raise RepoError(f"{slug!r}: GitHub does not allow a repository named '.' or '..'; give its real name, "
                         "e.g. alice/mnist-8k")
@@ -117,10 +127,17 @@ def plan(root: Path, new: str) -> dict[Path, bytes]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.set_repo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("slug", help="the GitHub repository as OWNER/NAME, e.g. alice/mnist-8k")
+    parser = Parser(prog="python -m tools.set_repo", usage="%(prog)s OWNER/NAME [--root FOLDER]",
+                    description=__doc__.split("\n\n")[0])
+    parser.add_argument("slug", nargs="?", help="the GitHub repository as OWNER/NAME, e.g. alice/mnist-8k")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository folder (default: this one)")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.slug is None and extra:  # argparse takes a slug that starts with '-' for an option: check it as a slug
+        args.slug, extra = extra[0], extra[1:]
+    if extra or args.slug is None:
+        unknown = f"unrecognized arguments: {' '.join(extra)}; " if extra else ""
+        parser.error(f"{unknown}give the repository as OWNER/NAME (and at most --root FOLDER), "
+                     "e.g. python -m tools.set_repo alice/mnist-8k")
     try:
         changes = plan(args.root, check_slug(args.slug))
     except RepoError as e:

@@ -16,15 +16,21 @@ notebook's second code cell): it imports otter (installing the missing packages 
 requirements/student.txt with --no-deps where they are missing, as on Colab), fetches the checks on
 Colab, and makes ``grader``. otter's own first-cell init cell cannot be used: it would run before the
 set-up cell that finds (or, on Colab, clones) the course. Each master is read from a staging folder
-(build/student/.stage/NAME/) where copies of utils/, the results the notebooks read and the autograder's
-requirements sit beside it,
-because otter copies only files below the master notebook into the autograder.
+(.stage/NAME/ in the folder being built) where copies of utils/, the results the notebooks read and the
+autograder's requirements sit beside it, because otter copies only files below the master notebook into
+the autograder.
+
+The new edition is built in build/.student.new/ (beside the output, on its file system), with what this run
+does not rebuild copied from the previous edition, and takes its place by two renames only when complete:
+a failure (otter, a full disk) removes it and leaves the previous edition as it was.
 
 Runs in .venv-otter (otter's own pins); imports nothing of the course, so it needs no torch.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -44,16 +50,28 @@ STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/less
           "requirements/autograder.txt")
 BADGE = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)main/notebooks/([\w.-]+\.ipynb)")
 OTTER_CELL_MARK = "# The exercises' checks (otter-grader)"
+EDITION = ("*.ipynb", "tests", "autograder", ".stage")  # what a student edition folder holds
 
 
 class StudentEditionError(Exception):
     """One line saying what is wrong with a master notebook or with otter's output."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line, without the usage block (this runs in .venv-otter: no utils.cli)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def otter_cell(stem: str) -> str:
-    """The code cell that gives the notebook ``grader``; it runs after the set-up cell (ROOT, ON_COLAB, REPO)."""
+    """The code cell that gives the notebook ``grader``; it runs after the set-up cell (ROOT, ON_COLAB, REPO).
+
+    Without its checks beside it (a notebook downloaded alone) otter's ``grader.check`` raises and Run All stops
+    at the first exercise: then the cell says so once, and ``grader`` is a stand-in whose checks say they did
+    not run."""
     return f'''{OTTER_CELL_MARK}: grader.check("name") runs the checks of one exercise.
-import importlib, importlib.util
+import importlib, importlib.util, types
 
 requirements = [line.split("#") for line in (ROOT / "requirements/student.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
@@ -61,13 +79,20 @@ missing = [spec.strip() for spec, module in requirements if importlib.util.find_
 if missing:  # e.g. on Colab: otter's few packages, --no-deps, so Colab's torch and the rest stay as they are
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)
     importlib.invalidate_caches()
-if ON_COLAB and not os.path.isdir("tests/{stem}"):  # the checks, from the published student edition
+checks = Path("tests/{stem}")
+if ON_COLAB and not checks.is_dir():  # the checks, from the published student edition
     subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{STUDENT_BRANCH}",
                     f"https://github.com/{{REPO}}", "/content/student-edition"], check=True)
     os.symlink("/content/student-edition/tests", "tests")
 import otter
 
-grader = otter.Notebook("{stem}.ipynb" if os.path.isfile("{stem}.ipynb") else None, tests_dir="tests/{stem}")'''
+if checks.is_dir() or otter.Notebook._grading_mode:  # (when otter grades it, it brings the checks)
+    grader = otter.Notebook("{stem}.ipynb" if os.path.isfile("{stem}.ipynb") else None, tests_dir=str(checks))
+else:  # the notebook without its tests/ folder: the exercises still run, their checks cannot
+    print(f"The checks of the exercises were not found: expected in {{checks.resolve()}}. Keep the tests/ folder "
+          "handed out with this notebook beside it, or open the notebook in a clone of the course after "
+          "`make student` (build/student/).")
+    grader = types.SimpleNamespace(check=lambda name: print(f"checks for {{name}} not run: no {{checks}}/ here"))'''
 
 
 def with_otter_cell(nb, stem: str):
@@ -118,7 +143,7 @@ def make(master: Path, out: Path) -> list[str]:
                           cwd=staged.parent, capture_output=True, text=True)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise StudentEditionError(f"{stem}: otter assign failed: {last}")
+        raise StudentEditionError(f"{stem}: otter assign failed: {last if len(last) < 300 else last[:300] + ' ...'}")
     student_nb = assigned / "student" / master.name
     tests = sorted((assigned / "student" / "tests").glob("*.py"))
     zips = sorted((assigned / "autograder").glob("*.zip"))
@@ -139,8 +164,30 @@ def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def carry_over(old: Path, new: Path, masters: list[Path]) -> None:
+    """Copy into ``new`` what the previous edition ``old`` holds and this run does not rebuild."""
+    rebuilt = {".stage"} | {name for m in masters for name in (m.name, m.stem, f"{m.stem}-autograder.zip")}
+    try:
+        shutil.copytree(old, new, dirs_exist_ok=True, ignore=lambda _, names: [n for n in names if n in rebuilt])
+    except shutil.Error as exc:  # one (source, copy, why) per file that failed: the first says it all
+        raise OSError(exc.args[0][0][2]) from exc
+
+
+def swap(new: Path, out: Path, old: Path) -> None:
+    """Put the complete edition ``new`` at ``out`` by renames (one file system); the previous one goes last."""
+    if out.exists():
+        os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except OSError:
+        if old.exists():
+            os.rename(old, out)
+        raise
+    shutil.rmtree(old)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.student", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m tools.student", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="master notebooks (default: notebooks/0*.ipynb)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default: {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
@@ -151,18 +198,35 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no notebook at {', '.join(missing)}")
     out = args.out.resolve()
-    for stale in [out / m.name for m in masters] + [out / "tests" / m.stem for m in masters]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
+    new, old = out.with_name(f".{out.name}.new"), out.with_name(f".{out.name}.old")
+    if old.is_dir() and not out.exists():  # a run killed between its two renames: the previous edition is back
+        os.rename(old, out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {args.out}: is a file; give a folder")
+    foreign = [p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, e) for e in EDITION)] \
+        if out.is_dir() else []
+    if foreign:  # the folder is replaced as a whole: never anything else's
+        parser.error(f"--out {args.out}: holds {foreign[0]!r}, which is not part of a student edition; give a new "
+                     "folder or one that make student wrote")
+    done = []
     try:
+        for leftover in (new, old):  # of a run that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
+        new.mkdir(parents=True)
+        if out.is_dir():
+            carry_over(out, new, masters)
         for master in masters:
-            questions = make(master, out)
-            print(f"{shown(out / master.name)}: {len(questions)} exercises with checks ({', '.join(questions)})")
-    except StudentEditionError as exc:
-        parser.error(str(exc))
-    shutil.rmtree(out / ".stage", ignore_errors=True)
+            questions = make(master, new)
+            done.append(f"{shown(out / master.name)}: {len(questions)} exercises with checks ({', '.join(questions)})")
+        shutil.rmtree(new / ".stage")
+        swap(new, out, old)
+    except (StudentEditionError, OSError) as exc:
+        print(f"{parser.prog}: error: {exc}; {shown(out)} is left as it was: fix that (free disk space if it is "
+              "full), then run this again", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    print(*done, sep="\n")
     print(f"student edition in {shown(out)}/: notebooks, tests/ (the checks), autograder/ (one zip per notebook)")
     return 0
 
