@@ -400,6 +400,18 @@ def test_a_build_replaces_the_rebuilt_notebooks_and_keeps_the_others(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student"] and not (out / ".stage").exists()
 
 
+def test_a_first_build_makes_the_edition_where_there_was_none(tmp_path, monkeypatch, capsys):
+    """A fresh clone has no build/student/ yet (what make test meets in CI)."""
+    out = tmp_path / "build" / "student"
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    assert student_tool.main([*MASTERS, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert sorted(tree(out)) == ["01_baseline.ipynb", "02_batchnorm.ipynb", "autograder/01_baseline-autograder.zip",
+                                 "autograder/02_batchnorm-autograder.zip", "tests/01_baseline/q1_new.py",
+                                 "tests/02_batchnorm/q1_new.py"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["student"], "no temporary folder beside it"
+
+
 def test_an_out_folder_that_holds_anything_else_is_refused(tmp_path, monkeypatch, capsys):
     """The output folder is replaced as a whole, so one that holds something else is never taken for an edition."""
     out = tmp_path / "mine"

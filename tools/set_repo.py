@@ -11,7 +11,6 @@ Everything is read and checked first; then the files that change are replaced al
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import nbformat
 
 from utils.fsutil import atomic_write_all
+from utils.settings import Parser  # the standard library only: no torch
 
 ROOT = Path(__file__).resolve().parent.parent
 # What GitHub accepts, matched whole (fullmatch: ``$`` would let a pasted trailing newline through): the owner
@@ -34,13 +34,6 @@ ANCHORS = [re.compile(rf"github\.com/({SLUG_PART})/actions/workflows/"),
 
 class RepoError(Exception):
     """Bad input: one line saying what is wrong and what to do."""
-
-
-class Parser(argparse.ArgumentParser):
-    """Bad arguments end in one line, without the usage block (utils.cli.Parser would import torch)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def check_slug(slug: str) -> str:

@@ -24,11 +24,10 @@ The new edition is built in build/.student.new/ (beside the output, on its file 
 does not rebuild copied from the previous edition, and takes its place by two renames only when complete:
 a failure (otter, a full disk) removes it and leaves the previous edition as it was.
 
-Runs in .venv-otter (otter's own pins); imports nothing of the course, so it needs no torch.
+Runs in .venv-otter (otter's own pins); of the course it imports only utils.settings, which needs no torch.
 """
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import re
@@ -38,6 +37,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from utils.settings import Parser  # the standard library only: .venv-otter has no torch
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -55,13 +56,6 @@ EDITION = ("*.ipynb", "tests", "autograder", ".stage")  # what a student edition
 
 class StudentEditionError(Exception):
     """One line saying what is wrong with a master notebook or with otter's output."""
-
-
-class Parser(argparse.ArgumentParser):
-    """Bad arguments end in one line, without the usage block (this runs in .venv-otter: no utils.cli)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def otter_cell(stem: str) -> str:
@@ -183,7 +177,7 @@ def swap(new: Path, out: Path, old: Path) -> None:
         if old.exists():
             os.rename(old, out)
         raise
-    shutil.rmtree(old)
+    shutil.rmtree(old, ignore_errors=True)  # none on a first build
 
 
 def main(argv: list[str] | None = None) -> int:
