@@ -15,13 +15,14 @@ import dataclasses
 import shlex
 import sys
 
-from tools.parallel import add_jobs_argument, jobs_for, run_all, worker_device_name
+from tools.parallel import add_jobs_argument, interrupted_in_one_line, jobs_for, run_all, worker_device_name
 from utils import shown_path
 from utils.config import cpu_name, versions
+from utils.data import MNISTDataError
 from utils.exercises import BASELINES, BUDGET, RUNS, SEEDS, budget_config, describe_budget, short_run
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
-from utils.settings import Parser, RunError
+from utils.settings import Parser, output_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,21 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     add_jobs_argument(parser)
     args = parser.parse_args(argv)
     print(f"Budget: {describe_budget(BUDGET, SEEDS)}.")
+    output_file(parser, args.summary, "--summary")  # now, not after minutes of training
     steps = {}
-    try:
-        calls = [dict(cfg=budget_config(notebook, seed, BUDGET), out=RUNS / notebook / "unchanged" / f"seed{seed}")
-                 for notebook in args.steps for seed in SEEDS]
-        jobs = jobs_for(args.jobs, "auto", len(calls))
-        done = iter(run_all(short_run, calls, jobs))
-        for notebook in args.steps:
-            runs = [next(done) for _ in SEEDS]
-            config = {k: v for k, v in dataclasses.asdict(budget_config(notebook, SEEDS[0], BUDGET)).items()
-                      if k not in ("seed", "data_root", "device")}
-            steps[notebook] = {"config": config, "runs": runs}
-            accs = ", ".join(f"{r['val_accuracy']:.2f}%" for r in runs)
-            print(f"{notebook:<16} validation {accs} ({sum(r['seconds'] for r in runs):.0f} s)", flush=True)
-    except (RunError, ValueError) as exc:
-        parser.error(" ".join(str(exc).split()))
+    with interrupted_in_one_line(parser.prog, f"{args.summary} is as it was; run the same command again"):
+        try:
+            calls = [dict(cfg=budget_config(notebook, seed, BUDGET), out=RUNS / notebook / "unchanged" / f"seed{seed}")
+                     for notebook in args.steps for seed in SEEDS]
+            jobs = jobs_for(args.jobs, "auto", len(calls))
+            done = iter(run_all(short_run, calls, jobs))
+            for notebook in args.steps:
+                runs = [next(done) for _ in SEEDS]
+                config = {k: v for k, v in dataclasses.asdict(budget_config(notebook, SEEDS[0], BUDGET)).items()
+                          if k not in ("seed", "data_root", "device")}
+                steps[notebook] = {"config": config, "runs": runs}
+                accs = ", ".join(f"{r['val_accuracy']:.2f}%" for r in runs)
+                print(f"{notebook:<16} validation {accs} ({sum(r['seconds'] for r in runs):.0f} s)", flush=True)
+        except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+            parser.error(str(exc))
     command = shlex.join(["python", "-m", "tools.exercise_baselines", *(argv if argv is not None else sys.argv[1:])])
     summary = {"budget": BUDGET, "seeds": list(SEEDS), "device": worker_device_name("auto", jobs),
                "cpu": cpu_name(), "versions": versions(), "command": command, "steps": steps}

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from tools.parallel import add_jobs_argument, jobs_for, run_all
+from tools.parallel import add_jobs_argument, interrupted_in_one_line, jobs_for, run_all
 from utils import REPO_ROOT, shown_path
 from utils.config import cpu_name
+from utils.data import MNISTDataError
 from utils.fsutil import atomic_write
 from utils.lessons import LESSON_DIR, LESSON_MODELS, lesson_config, weights_path
 from utils.runs import CHECKPOINT, read_checkpoint
@@ -46,7 +47,8 @@ def record(model: str, run: dict, command: str) -> dict:
     m = run["metrics"]
     return {"model": model, "config": m["config"], "model_state": run["model_state"], "params": m["params"],
             "epochs": m["epochs"], "final_val_accuracy": m["final_val_accuracy"],
-            "final_train_accuracy": m["final_train_accuracy"], "device": m["device"], "cpu": cpu_name(),
+            "final_train_accuracy": m["final_train_accuracy"],
+            "final_clean_train_accuracy": m["final_clean_train_accuracy"], "device": m["device"], "cpu": cpu_name(),
             "versions": m["versions"], "command": command}
 
 
@@ -60,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress = not args.no_progress and sys.stderr.isatty()
     command = shlex.join(["python", "-m", "tools.lesson_weights", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        jobs = jobs_for(args.jobs, "auto", len(args.models))
-        runs = run_all(train_lesson, [dict(model=m, cfg=lesson_config(m), runs_dir=Path(args.runs_dir),
-                                           progress=progress and jobs == 1) for m in args.models], jobs)
-    except (RunError, ValueError) as exc:
-        parser.error(" ".join(str(exc).split()))
+    with interrupted_in_one_line(parser.prog, f"every saved epoch stays in {args.runs_dir}; the same command "
+                                 "continues from them"):
+        try:
+            jobs = jobs_for(args.jobs, "auto", len(args.models))
+            runs = run_all(train_lesson, [dict(model=m, cfg=lesson_config(m), runs_dir=Path(args.runs_dir),
+                                               progress=progress and jobs == 1) for m in args.models], jobs)
+        except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+            parser.error(str(exc))
     for model, run in zip(args.models, runs, strict=True):
         path = weights_path(model, args.out)
         atomic_write(path, lambda tmp, m=model, r=run: torch.save(record(m, r, command), tmp))

@@ -8,14 +8,17 @@ gives alone. Only its wall time grows, so a summary says how many ran at once.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 import torch
 
 from utils.config import device_name, resolve_device
-from utils.settings import positive_int
+from utils.settings import positive_int, sigterm_as_interrupt
 
 
 def usable_cores() -> int:
@@ -62,17 +65,49 @@ def run_all(fn, calls: list[dict], jobs: int) -> list:
     """``[fn(**c) for c in calls]``, in order. With ``jobs`` > 1 the calls run in that many fresh processes
     (``fn`` must be importable), each on threads_per_job(jobs) threads (jobs_for says how many); the first error
     stops the calls that have not started, waits for the ones running (each saves its epochs, so a re-run reuses
-    them) and is raised."""
+    them) and is raised. Ctrl-C or SIGTERM (KeyboardInterrupt here) stops the running calls as it stops a single
+    run: each worker gets SIGTERM, its run saves nothing more and lets go of its folder."""
     jobs = min(jobs, len(calls))
     if jobs <= 1:
         return [fn(**c) for c in calls]
     spawn = multiprocessing.get_context("spawn")  # not fork: a forked OpenMP runtime can hang
-    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=torch.set_num_threads,
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=start_worker,
                              initargs=(threads_per_job(jobs),)) as pool:
-        futures = [pool.submit(fn, **c) for c in calls]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        futures = [pool.submit(interruptible_call, fn, c) for c in calls]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         failed = [f for f in futures if f in done and f.exception() is not None]
         if failed:
             pool.shutdown(wait=True, cancel_futures=True)
             raise failed[0].exception()
         return [f.result() for f in futures]
+
+
+def start_worker(threads: int) -> None:
+    """A worker's threads, and Ctrl-C left to the sweep, which stops the workers itself (with SIGTERM)."""
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def interruptible_call(fn, kwargs: dict):
+    """``fn(**kwargs)`` in a worker, SIGTERM raising KeyboardInterrupt meanwhile (a run then ends as on Ctrl-C,
+    its lock and temporaries gone); an idle worker just ends."""
+    with sigterm_as_interrupt():
+        return fn(**kwargs)
+
+
+@contextlib.contextmanager
+def interrupted_in_one_line(prog: str, then: str):
+    """Ctrl-C or SIGTERM during a tool's work ends in one line on stderr, ``then`` saying what is kept and how to
+    go on, exit status 130, instead of a traceback from each process."""
+    with sigterm_as_interrupt():
+        try:
+            yield
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; {then}", file=sys.stderr)
+            raise SystemExit(130) from None

@@ -13,13 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tools.parallel import add_jobs_argument, jobs_for, run_all
+from tools.parallel import add_jobs_argument, interrupted_in_one_line, jobs_for, run_all
 from tools.steps import RUNS, run_one, threads_prefix
 from utils import GOAL, REPO_ROOT
 from utils.config import DEVICES, versions
 from utils.course import spread
+from utils.data import MNISTDataError
 from utils.fsutil import atomic_write_json
-from utils.settings import Parser, RunError, distinct, output_file, seed_int
+from utils.settings import Parser, distinct, output_file, output_folder, seed_int
 
 FINAL_RUNS = RUNS / "final"
 SUMMARY = REPO_ROOT / "results" / "seeds.json"
@@ -33,7 +34,8 @@ def default_paths(device: str) -> tuple[Path, Path]:
     return (CUDA_RUNS, CUDA_SUMMARY) if device == "cuda" else (FINAL_RUNS, SUMMARY)
 
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "clean_train_loss", "clean_train_accuracy", "test_loss",
+                "test_accuracy", "lr", "seconds")
 
 
 def summarize(runs: list[dict], jobs: int = 1) -> dict:
@@ -105,17 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir, summary_path = default_paths(args.device)
     runs_dir, summary_path = Path(args.runs_dir or runs_dir), Path(args.summary or summary_path)
     distinct(parser, args.seeds, "--seeds")
+    output_folder(parser, str(runs_dir), "--runs-dir")  # now, not after hours of training
     output_file(parser, args.summary if args.summary is not None else summary_path, "--summary")
-    try:
-        jobs = jobs_for(args.jobs, args.device, len(args.seeds))
-        runs = run_all(run_one, [dict(model="final", seed=seed, out=runs_dir / f"seed{seed}", epochs=None,
-                                      train_subset=0, device=args.device,
-                                      progress=jobs == 1 and not args.no_progress, tag=jobs > 1)
-                                 for seed in args.seeds], jobs)
-    except (RunError, ValueError) as exc:
-        parser.error(str(exc))
+    kept = f"every finished run and every saved epoch stay in {runs_dir}"
+    with interrupted_in_one_line(parser.prog, f"{kept}; the same command continues from them"):
+        try:
+            jobs = jobs_for(args.jobs, args.device, len(args.seeds))
+            runs = run_all(run_one, [dict(model="final", seed=seed, out=runs_dir / f"seed{seed}", epochs=None,
+                                          train_subset=0, device=args.device,
+                                          progress=jobs == 1 and not args.no_progress, tag=jobs > 1)
+                                     for seed in args.seeds], jobs)
+        except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+            parser.error(str(exc))
     summary = summarize(runs, jobs)
-    atomic_write_json(summary_path, summary)
+    try:
+        atomic_write_json(summary_path, summary)
+    except OSError as exc:  # a full disk since the check above: the runs are kept, and the next call reuses them
+        parser.error(f"--summary {summary_path}: cannot be written ({exc.strerror or exc}); {kept}: free some "
+                     "space, then run the same command again (it trains nothing twice)")
     print(markdown_table(summary))
     print(f"summary written to {summary_path}")
     return 0

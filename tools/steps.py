@@ -15,10 +15,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from tools.parallel import add_jobs_argument, jobs_for, run_all
+from tools.parallel import add_jobs_argument, interrupted_in_one_line, jobs_for, run_all
 from utils import REPO_ROOT, shown_path
-from utils.config import DEVICES, cpu_name, recipe, stored_settings, versions
+from utils.config import DEVICES, Config, cpu_name, recipe, stored_settings, versions
 from utils.course import RUN_FIELDS, STEPS_JSON, gap, spread
+from utils.data import MNISTDataError
 from utils.fsutil import atomic_write_json
 from utils.models import STEPS
 from utils.runs import CHECKPOINT
@@ -29,6 +30,7 @@ from utils.settings import (
     distinct,
     non_negative_int,
     output_file,
+    output_folder,
     positive_int,
     seed_int,
 )
@@ -72,8 +74,10 @@ def step_summary(notebook: str, runs: list[dict]) -> dict:
     rows = [{"seed": r["seed"],
              "final_test_accuracy": r["final_test_accuracy"],
              "final_train_accuracy": r["final_train_accuracy"],
+             "final_clean_train_accuracy": r["final_clean_train_accuracy"],
              "gap": gap(r),
              "test_accuracy_curve": [h["test_accuracy"] for h in r["history"]],
+             "clean_train_accuracy_curve": [h["clean_train_accuracy"] for h in r["history"]],
              "wall_seconds": r["wall_seconds"]} for r in runs]
     return {
         "notebook": notebook,
@@ -124,7 +128,29 @@ def main(argv: list[str] | None = None) -> int:
     add_jobs_argument(parser)
     args = parser.parse_args(argv)
     distinct(parser, args.seeds, "--seeds")
-    output_file(parser, args.summary, "--summary")  # now, not after hours of training
+    if 0 < args.train_subset < Config.batch_size:
+        parser.error(f"--train-subset {args.train_subset} is less than one batch of the recipe ({Config.batch_size} "
+                     f"images); give {Config.batch_size} or more, or 0 for all the training images")
+    output_folder(parser, args.runs_dir, "--runs-dir")  # now, not after hours of training
+    output_file(parser, args.summary, "--summary")
+    kept = f"every finished run and every saved epoch stay in {args.runs_dir}"
+    with interrupted_in_one_line(parser.prog, f"{kept}; the same command continues from them"):
+        summary = sweep(parser, args, argv)
+    try:
+        atomic_write_json(args.summary, summary)
+    except OSError as exc:  # a full disk since the check above: the runs are kept, and the next call reuses them
+        parser.error(f"--summary {args.summary}: cannot be written ({exc.strerror or exc}); {kept}: free some "
+                     "space, then run the same command again (it trains nothing twice)")
+    for step in summary["steps"]:
+        acc, gp = step["test_accuracy"], step["gap"]
+        print(f"{step['notebook']:<16} {step['params']:>6,} params  test {acc['mean']:.2f} ± {acc['std']:.2f}% "
+              f"({acc['min']:.2f}-{acc['max']:.2f})  gap {gp['mean']:+.2f} ± {gp['std']:.2f}")
+    print(f"summary written to {shown_path(args.summary)}")
+    return 0
+
+
+def sweep(parser, args, argv) -> dict:
+    """Every (step, seed) of ``args`` trained (or reused, or resumed), summarised; a refusal is the parser's line."""
     try:
         notebooks = [nb for nb in STEPS if nb in args.steps]
         jobs = jobs_for(args.jobs, args.device, len(notebooks) * len(args.seeds))
@@ -136,16 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[dict]] = {nb: [next(runs) for _ in args.seeds] for nb in notebooks}
         devices = (r["device"] for runs in results.values() for r in runs)
         command = threads_prefix(devices) + shlex.join(["python", "-m", "tools.steps", *(argv or sys.argv[1:])])
-        summary = summarize(results, args.seeds, command, jobs)
-    except (RunError, ValueError) as exc:
-        parser.error(str(exc).replace("\n", " "))
-    atomic_write_json(args.summary, summary)
-    for step in summary["steps"]:
-        acc, gp = step["test_accuracy"], step["gap"]
-        print(f"{step['notebook']:<16} {step['params']:>6,} params  test {acc['mean']:.2f} ± {acc['std']:.2f}% "
-              f"({acc['min']:.2f}-{acc['max']:.2f})  gap {gp['mean']:+.2f} ± {gp['std']:.2f}")
-    print(f"summary written to {shown_path(args.summary)}")
-    return 0
+        return summarize(results, args.seeds, command, jobs)
+    except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tools.parallel import interrupted_in_one_line
 from utils import REPO_ROOT
 from utils.config import Config
 from utils.data import MNISTDataError
@@ -41,7 +42,6 @@ from utils.settings import (
     positive_float,
     positive_int,
     seed_int,
-    sigterm_as_interrupt,
 )
 from utils.train import train
 
@@ -66,10 +66,13 @@ def gap_head(channels: int = 16) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 10, 1), nn.Flatten())
 
 
+MAX_WIDTH = 1024  # channels; the course's networks use at most 16, and 1024 already makes a 1M-parameter layer
+
+
 def width(token: str, digits: str, spec: str) -> int:
-    """The channel count a convolution token asks for: a whole number of at least 1."""
-    if not digits.isdigit() or int(digits) < 1:
-        raise ValueError(f"token {token!r} in {spec!r} needs a channel count of at least 1, e.g. 'q10', '16', "
+    """The channel count a convolution token asks for: a whole number from 1 to MAX_WIDTH."""
+    if not digits.isdigit() or not 1 <= int(digits) <= MAX_WIDTH:
+        raise ValueError(f"token {token!r} in {spec!r} needs a channel count from 1 to {MAX_WIDTH}, e.g. 'q10', '16', "
                          "'1x8'; see `python -m tools.tune --help`")
     return int(digits)
 
@@ -172,16 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     name = (f"{args.spec.replace(' ', '_')}-seed{args.seed}-drop{args.dropout:g}-lr{args.lr:g}"
             f"-bs{args.batch_size}-wd{args.weight_decay:g}")
     out = Path(args.out) if args.out is not None else REPO_ROOT / "runs" / "tune" / name
-    with sigterm_as_interrupt():
+    with interrupted_in_one_line(parser.prog, f"the epochs saved in {out} are kept: the same command continues "
+                                 "from them"):
         try:
             cfg = Config(model="candidate", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, dropout=args.dropout, seed=args.seed, device="cpu",
                          holdout=args.holdout, recalibrate_bn=args.recalibrate_bn)
             metrics = candidate_run(cfg, out, args.spec)
-        except KeyboardInterrupt:
-            print(f"{parser.prog}: interrupted; the epochs saved in {out} are kept: the same command continues "
-                  "from them", file=sys.stderr)
-            return 130
         except (ValueError, MNISTDataError, OSError) as exc:  # RunError is a ValueError
             parser.error(str(exc))
     last = metrics["history"][-1]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from . import GOAL, MAX_EPOCHS, MAX_PARAMS, REPO_ROOT, shown_path
+from . import GOAL, MAX_EPOCHS, MAX_PARAMS, REPO_ROOT, results, shown_path
 from .config import Config, device_name, recipe, resolve_device, stored_settings
 from .models import MODELS, STEPS
 from .progress import NotebookProgress
@@ -204,9 +204,10 @@ def earlier_metrics(run_dir: str | os.PathLike, name: str) -> dict | None:
 
 
 def gap(metrics: dict) -> float:
-    """Final-epoch train accuracy minus test accuracy, in points: a measure of over-fitting. (Train
-    accuracy is measured during the epoch, in training mode: with dropout and augmentation, if used.)"""
-    return metrics["final_train_accuracy"] - metrics["final_test_accuracy"]
+    """The generalisation gap at the final epoch, in points: the accuracy on clean training images minus the
+    accuracy on the test images, both scored the same way (eval mode, no augmentation) by the same weights.
+    (The running training accuracy is not used: it is counted with Dropout on and on augmented images.)"""
+    return metrics["final_clean_train_accuracy"] - metrics["final_test_accuracy"]
 
 
 def goal_met(metrics: dict) -> bool:
@@ -217,11 +218,14 @@ def goal_met(metrics: dict) -> bool:
 def result(metrics: dict) -> None:
     """A notebook's Result block, printed from its run's metrics: the final epoch, never the best one."""
     augmented = metrics["config"]["augment"]
+    dropout = any(w in metrics["model"] for w in ("dropout", "gap", "final"))
     print(f"Parameters:            {metrics['params']:,}")
-    print(f"Final train accuracy:  {metrics['final_train_accuracy']:.2f}%  (measured during the last epoch, in "
-          f"training mode{', on augmented images' if augmented else ''})")
+    print(f"Running train accuracy: {metrics['final_train_accuracy']:.2f}%  (counted during the last epoch, in "
+          f"training mode{', Dropout on' if dropout else ''}{', on augmented images' if augmented else ''})")
+    print(f"Clean train accuracy:  {metrics['final_clean_train_accuracy']:.2f}%  (after the last epoch, eval mode, "
+          "as the test set is scored)")
     print(f"Final test accuracy:   {metrics['final_test_accuracy']:.2f}%  (epoch {metrics['epochs']}, the last one)")
-    print(f"Train - test gap:      {gap(metrics):+.2f} points")
+    print(f"Clean train - test gap: {gap(metrics):+.2f} points")
     print(f"Seed:                  {metrics['seed']}")
     print(f"Goal ({GOAL:.2f}% at the last epoch, <= {MAX_EPOCHS} epochs, <= {MAX_PARAMS:,} parameters): "
           f"{'met' if goal_met(metrics) else 'not met'}")
@@ -237,7 +241,7 @@ def compare(runs: dict[str, dict | None]) -> None:
         h = m["history"]
         print(f"{label:>12}: {m['params']:>6,} parameters | test accuracy after epoch 1 {h[0]['test_accuracy']:.2f}%, "
               f"after epoch {m['epochs']} {m['final_test_accuracy']:.2f}% | "
-              f"final train - test gap {gap(m):+.2f} points")
+              f"final clean train - test gap {gap(m):+.2f} points")
         if m.get("source"):
             print(f"{'':>12}  ({m['source']})")
 
@@ -251,10 +255,12 @@ def stored_step_run(notebook: str, seed: int = 1, path: str | os.PathLike | None
     if found is None:
         return None
     summary, step, run = found
-    curve = run["test_accuracy_curve"]
-    return {"params": step["params"], "epochs": len(curve), "final_test_accuracy": run["final_test_accuracy"],
-            "final_train_accuracy": run["final_train_accuracy"],
-            "history": [{"epoch": i, "test_accuracy": a} for i, a in enumerate(curve, 1)],
+    curves = zip(run["test_accuracy_curve"], run["clean_train_accuracy_curve"], strict=True)
+    return {"params": step["params"], "epochs": len(run["test_accuracy_curve"]),
+            "final_test_accuracy": run["final_test_accuracy"],
+            "final_clean_train_accuracy": run["final_clean_train_accuracy"],
+            "history": [{"epoch": i, "test_accuracy": a, "clean_train_accuracy": c}
+                        for i, (a, c) in enumerate(curves, 1)],
             "source": f"no run of {notebook} here: seed {seed} as stored in {shown_path(path)} ({summary['device']})"}
 
 
@@ -268,38 +274,28 @@ def previous_step(run_dir: str | os.PathLike, notebook: str) -> dict | None:
 # Every step on five seeds (results/steps.json)
 # --------------------------------------------------------------------------------------------------
 
-def load_steps(path: str | os.PathLike = STEPS_JSON) -> dict | None:
-    """The seed sweep written by ``python -m tools.steps``, or None when it has not been run. A file cut
-    short or not JSON raises ValueError."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+def load_steps(path: str | os.PathLike = STEPS_JSON, quiet: bool = False) -> dict | None:
+    """The seed sweep written by ``python -m tools.steps``, read through ``utils.results``: None when it is missing
+    or damaged, after one line saying so (unless ``quiet``), so that the rest of the notebook still runs."""
+    try:
+        summary = results.load(path, results.STEPS, "make steps")
+    except results.StoredResultError as exc:
+        summary, said = None, str(exc)
+    else:
+        said = None if summary is not None else (f"{shown_path(path)} not found: `make steps` trains every step "
+                                                 "on seeds 1-5 (python -m tools.steps) and writes it.")
+    if said and not quiet:
+        print(said)
+    return summary
 
 
 def stored_seed(notebook: str, seed: int, path: str | os.PathLike | None = None) -> tuple[dict, dict, dict] | None:
     """(the sweep, the step's summary, the seed's run) from results/steps.json, or None if it holds no such run
-    or is damaged (``seed_table`` names a damaged file; the callers of this one only do without it)."""
-    try:
-        summary = load_steps(STEPS_JSON if path is None else path)
-        step = next((s for s in (summary or {}).get("steps", []) if s["notebook"] == notebook), None)
-        run = next((r for r in (step or {}).get("runs", []) if r["seed"] == seed), None)
-    except UNREADABLE:
-        return None
+    or is missing or damaged (``seed_table`` says which; the callers of this one only do without it)."""
+    summary = load_steps(STEPS_JSON if path is None else path, quiet=True)
+    step = next((s for s in (summary or {}).get("steps", []) if s["notebook"] == notebook), None)
+    run = next((r for r in (step or {}).get("runs", []) if r["seed"] == seed), None)
     return None if run is None else (summary, step, run)
-
-
-def missing_steps_message(path: str | os.PathLike = STEPS_JSON) -> str:
-    return (f"{shown_path(path)} not found: `make steps` trains every step on seeds 1-5 "
-            "(python -m tools.steps) and writes it.")
-
-
-UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)  # what a damaged summary raises
-
-
-def bad_steps_message(path: str | os.PathLike, exc: Exception) -> str:
-    """One line for a results/steps.json that is not what tools.steps writes, and how to write it again."""
-    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return (f"{shown_path(path)} is not a summary written by `python -m tools.steps` ({reason}); "
-            "write it again with `make steps` (the runs it reuses stay in runs/steps/)")
 
 
 def spread(values: list[float]) -> dict:
@@ -318,7 +314,7 @@ def step_row(step: dict) -> str:
 def step_header(summary: dict) -> str:
     return (f"{len(summary['seeds'])} seeds ({', '.join(map(str, summary['seeds']))}), "
             f"{summary['config']['epochs']} epochs each, final epoch:\n"
-            f"{'notebook':<16}{'params':>7}   {'test accuracy % (min-max)':<28}{'train - test gap (min to max)'}")
+            f"{'notebook':<16}{'params':>7}   {'test accuracy % (min-max)':<28}{'clean train - test gap (min to max)'}")
 
 
 def stale_warning(summary: dict) -> str | None:
@@ -334,27 +330,20 @@ def stale_warning(summary: dict) -> str | None:
 
 def seed_table(notebook: str, path: str | os.PathLike = STEPS_JSON) -> None:
     """This step and the one before it over all seeds, from results/steps.json, and the change in the means.
-    A damaged file gets one line saying so, not a traceback: the rest of the notebook still runs."""
-    try:
-        lines = seed_table_lines(notebook, path)
-    except UNREADABLE as exc:
-        lines = [bad_steps_message(path, exc)]
-    print("\n".join(lines))
-
-
-def seed_table_lines(notebook: str, path: str | os.PathLike) -> list[str]:
+    A missing or damaged file gets one line saying so, not a traceback: the rest of the notebook still runs."""
     summary = load_steps(path)
     if summary is None:
-        return [missing_steps_message(path)]
+        return
     steps = {s["notebook"]: s for s in summary["steps"]}
     order = list(STEPS)
     names = order[max(0, order.index(notebook) - 1): order.index(notebook) + 1]
     if notebook not in steps:
-        return [f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`."]
+        print(f"{shown_path(path)} holds no runs of {notebook}: re-run `make steps`.")
+        return
     lines = [step_header(summary)] + [step_row(steps[name]) for name in names if name in steps]
     if len(names) == 2 and names[0] in steps:
         lines.append(mean_change(steps[names[0]], steps[notebook]))
-    return lines + [w for w in [stale_warning(summary)] if w]
+    print("\n".join(lines + [w for w in [stale_warning(summary)] if w]))
 
 
 def mean_change(before: dict, now: dict) -> str:
@@ -364,6 +353,28 @@ def mean_change(before: dict, now: dict) -> str:
     gaps = [before["gap"]["mean"], now["gap"]["mean"]]
     return (f"change in the mean: test accuracy {acc[1] - acc[0]:+.2f} points ({acc[0]:.3f} -> {acc[1]:.3f}), "
             f"gap {gaps[1] - gaps[0]:+.2f} points ({gaps[0]:+.3f} -> {gaps[1]:+.3f}); from the unrounded means")
+
+
+def gap_change(before: str, now: str, path: str | os.PathLike = STEPS_JSON) -> dict | None:
+    """Seed by seed, from results/steps.json, the clean train - test gap of two steps, the change, the test
+    accuracies, and beside them the gap the running training accuracy would give; the sweep, or None after one
+    line saying why it cannot be read."""
+    summary = load_steps(path)
+    steps = {s["notebook"]: s for s in summary["steps"]} if summary else {}
+    if before not in steps or now not in steps:
+        if summary is not None:
+            print(f"{shown_path(path)} holds no runs of {before} or {now}: re-run `make steps`.")
+        return None
+    pairs = list(zip(steps[before]["runs"], steps[now]["runs"], strict=True))
+    for b, n in pairs:
+        running = [r["final_train_accuracy"] - r["final_test_accuracy"] for r in (b, n)]
+        print(f"seed {n['seed']}: clean gap {b['gap']:+.2f} -> {n['gap']:+.2f} points ({n['gap'] - b['gap']:+.2f}), "
+              f"test {b['final_test_accuracy']:.2f}% -> {n['final_test_accuracy']:.2f}% | running-train gap "
+              f"{running[0]:+.2f} -> {running[1]:+.2f}")
+    narrower = sum(n["gap"] < b["gap"] for b, n in pairs)
+    print(f"the clean gap is narrower on {narrower} of {len(pairs)} seeds; mean {steps[before]['gap']['mean']:+.3f} -> "
+          f"{steps[now]['gap']['mean']:+.3f} points")
+    return summary
 
 
 def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> None:
@@ -382,22 +393,16 @@ def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = Non
 
 def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:
     """The whole course at a glance: the step table over seeds and every step's test-accuracy curve
-    (a damaged results/steps.json: one line saying so)."""
+    (a missing or damaged results/steps.json: one line saying so)."""
     import matplotlib.pyplot as plt
 
     from . import plots
 
-    try:
-        summary = load_steps(path)
-        if summary is None:
-            print(missing_steps_message(path))
-            return
-        lines = [step_header(summary)] + [step_row(step) for step in summary["steps"]]
-        lines += [w for w in [stale_warning(summary)] if w]
-        fig = plots.step_curves(summary)
-    except UNREADABLE as exc:
-        print(bad_steps_message(path, exc))
+    summary = load_steps(path)
+    if summary is None:
         return
-    print("\n".join(lines))
+    lines = [step_header(summary)] + [step_row(step) for step in summary["steps"]]
+    print("\n".join(lines + [w for w in [stale_warning(summary)] if w]))
+    fig = plots.step_curves(summary)
     display(fig)
     plt.close(fig)

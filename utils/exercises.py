@@ -13,7 +13,6 @@ noise" when the difference is no larger than twice its standard error. In quick 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import time
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import REPO_ROOT, shown_path
+from . import REPO_ROOT, results, shown_path
 from .config import Config, recipe
 from .course import quick_mode, spread
 from .lessons import comparable_settings
@@ -62,8 +61,8 @@ def short_run(cfg: Config, out: Path, variant=None) -> dict:
     start = time.perf_counter()
     metrics = train(cfg, out, model=variant, progress=False, overwrite=True, log=lambda *_: None)
     return {"seed": cfg.seed, "val_accuracy": metrics["final_val_accuracy"],
-            "train_accuracy": metrics["final_train_accuracy"],
-            "gap": metrics["final_train_accuracy"] - metrics["final_val_accuracy"],
+            "clean_train_accuracy": metrics["final_clean_train_accuracy"],
+            "gap": metrics["final_clean_train_accuracy"] - metrics["final_val_accuracy"],
             "params": metrics["params"], "seconds": time.perf_counter() - start}
 
 
@@ -76,30 +75,37 @@ def slug(label: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 def load_baselines(path: str | Path | None = None) -> dict | None:
-    """The stored baselines (default: results/exercises.json), or None when the file is missing or
-    unreadable (the step is then trained here)."""
+    """results/exercises.json, read through ``utils.results``: None when it is missing or damaged, after one
+    line saying so, so that a notebook reading it still runs to the end."""
     path = BASELINES if path is None else path
     try:
-        stored = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        stored = results.load(path, results.EXERCISES, "python -m tools.exercise_baselines")
+    except results.StoredResultError as exc:
+        print(exc)
         return None
-    return stored if isinstance(stored, dict) and isinstance(stored.get("steps"), dict) else None
+    if stored is None:
+        print(f"{shown_path(path)} not found: `python -m tools.exercise_baselines` (make lessons) writes it")
+    return stored
 
 
 def stored_baseline(notebook: str, short: dict, seeds, path: str | Path | None = None) -> tuple[list | None, str]:
-    """The stored runs of the unchanged step ``notebook`` on this budget and these seeds, or None and
-    the reason they cannot be used (missing, or made with other settings than the code has now)."""
+    """The stored runs of the unchanged step ``notebook`` on this budget and these seeds (results/exercises.json,
+    read through ``utils.results``), or None and the reason they cannot be used: missing, damaged, or made with
+    other settings than the code has now."""
     path = BASELINES if path is None else path
-    stored = load_baselines(path)
-    remake = "`python -m tools.exercise_baselines` stores them"
+    remake = "python -m tools.exercise_baselines"
+    try:
+        stored = results.load(path, results.EXERCISES, remake)
+    except results.StoredResultError as exc:
+        return None, str(exc)
     if stored is None:
-        return None, f"{shown_path(path)} not found or unreadable ({remake})"
+        return None, f"{shown_path(path)} not found (`{remake}` stores them)"
     step = stored["steps"].get(notebook)
-    if step is None or tuple(stored.get("seeds", ())) != tuple(seeds) or stored.get("budget") != short:
-        return None, f"{shown_path(path)} holds no runs of {notebook} on this budget and these seeds ({remake})"
+    if step is None or tuple(stored["seeds"]) != tuple(seeds) or stored["budget"] != short:
+        return None, f"{shown_path(path)} holds no runs of {notebook} on this budget and these seeds (`{remake}`)"
     expected = comparable_settings(dataclasses.asdict(budget_config(notebook, seeds[0], short)))
     if comparable_settings({**step["config"], "seed": seeds[0]}) != expected:
-        return None, f"{shown_path(path)} was made with other settings than the recipe has now ({remake} again)"
+        return None, f"{shown_path(path)} was made with other settings than the recipe has now (`{remake}` again)"
     return step["runs"], f"stored in {shown_path(path)}, {stored['device']}"
 
 
@@ -139,23 +145,47 @@ class Verdict:
     baseline_source: str
     accuracy: Comparison
     gap: Comparison
+    quick: bool = False  # judged on quick mode's budget, too short for any network to learn
 
     @property
     def params(self) -> int:
         return self.variant_runs[0]["params"]
 
+    def learned(self, above: float) -> bool:
+        """Whether the variant learned on every seed: a validation accuracy above ``above`` % on each (answering
+        one digit for every image scores about 11%). Quick mode's budget is too short for any network to learn,
+        so there it is not judged (True, and the verdict says so): a check then rests on the settings alone."""
+        return self.quick or all(run["val_accuracy"] > above for run in self.variant_runs)
+
 
 def built(factory, label: str) -> nn.Module | None:
-    """``factory()``, or None after one line saying why it failed: an exercise cell the student has not
-    filled in yet must not stop "Run All" (its check then reports the failure)."""
-    try:
-        model = factory()
-        model(torch.zeros(2, 1, 28, 28))
-    except Exception as exc:  # an unfinished answer: any error at all
-        print(f"{label}: the network could not be built or run ({type(exc).__name__}: {exc}); "
-              "finish the cell above, then run it again")
-        return None
-    return model
+    """``factory()``, or None after one line saying why it cannot train: an exercise cell the student has not
+    filled in yet, or one that builds something other than a classifier of 28x28 digits, must not stop "Run All"
+    (its check then reports the failure) nor fail inside training with torch's own words."""
+    if isinstance(factory, nn.Module):
+        problem = (f"pass the class ({type(factory).__name__}), not a network built from it "
+                   f"({type(factory).__name__}()): each seed builds its own")
+    else:
+        try:
+            model = factory()
+            torch.manual_seed(0)
+            scores = model(torch.randn(2, 1, 28, 28))
+        except Exception as exc:  # an unfinished answer: any error at all
+            problem = f"the network could not be built or run ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        else:
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            problem = None
+            if not list(model.parameters()):
+                problem = "it has no parameters to train"
+            elif shape != (2, 10):
+                problem = f"it gives {shape} for 2 images, where a classifier gives 10 scores per image, (2, 10)"
+            elif not torch.isfinite(scores).all():
+                problem = ("it computes NaN or infinite scores: look for a division by zero or a log of a negative "
+                           "number among its layers")
+    if problem is None:
+        return model
+    print(f"{label}: {problem}; finish the cell above, then run it again")
+    return None
 
 
 def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | None:
@@ -174,25 +204,30 @@ def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | N
     quick = quick_mode()
     folder = (REPO_ROOT / "build" / "quick" / "exercises" if quick else RUNS) / notebook
     print(f"Budget: {describe_budget(short, seeds)}.")
+    # The unchanged step's runs are looked up first: a file that cannot serve is said before the variant trains.
+    baseline, source = (None, "quick mode: trained here on the quick budget") if quick else stored_baseline(
+        notebook, short, seeds)
+    if baseline is None and not quick:
+        print(f"  the unchanged step: {source}; it trains here too, after the variant")
     runs = []
     for seed in seeds:
         run = short_run(budget_config(notebook, seed, short, **settings), folder / slug(label) / f"seed{seed}", variant)
         runs.append(run)
-        print(f"  {label}, seed {seed}: validation {run['val_accuracy']:.2f}%, train - validation gap "
+        print(f"  {label}, seed {seed}: validation {run['val_accuracy']:.2f}%, clean train - validation gap "
               f"{run['gap']:+.2f} points ({run['seconds']:.0f} s)")
-    baseline, source = (None, "quick mode: trained here on the quick budget") if quick else stored_baseline(
-        notebook, short, seeds)
     if baseline is None:
-        if not quick:
-            print(f"  the unchanged step: {source}; training it here too")
         baseline = [short_run(budget_config(notebook, seed, short), folder / "unchanged" / f"seed{seed}")
                     for seed in seeds]
         source = source if quick else "trained here"
     verdict = Verdict(label, notebook, dict(settings), runs, baseline, source,
                       compare_runs("validation accuracy", [r["val_accuracy"] for r in runs],
                                    [r["val_accuracy"] for r in baseline]),
-                      compare_runs("train - validation gap", [r["gap"] for r in runs], [r["gap"] for r in baseline]))
+                      compare_runs("clean train - validation gap", [r["gap"] for r in runs],
+                                   [r["gap"] for r in baseline]), quick=quick)
     print(verdict_text(verdict))
+    if quick:
+        print("quick mode: no network learns on this budget, so a check of what the variant learned is not judged "
+              "here (only its settings are); run the notebook without MNIST_COURSE_QUICK to judge it")
     return verdict
 
 

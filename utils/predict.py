@@ -74,10 +74,10 @@ def predict(model: torch.nn.Module | str | Path, images: torch.Tensor) -> torch.
     if isinstance(model, (str, Path)):
         model = load_network(model)
     if not isinstance(model, torch.nn.Module):
-        what = "a state_dict (weights without the network)" if isinstance(model, dict) else type(model).__name__
-        raise ValueError(f"predict takes the network (a torch.nn.Module) or a run folder, got {what}; e.g. "
-                         "predict(build_model('final') with load_state_dict done, images) or predict('runs/...', "
-                         "images)")
+        what = "a state_dict, weights without their network" if isinstance(model, dict) else type(model).__name__
+        raise ValueError(f"predict takes a network (a torch.nn.Module) or a run folder, got {what}: load the weights "
+                         "into a network first (net = build_model('final'); net.load_state_dict(weights)), or pass "
+                         "the run folder or its checkpoint.pt")
     check_input(images)
     model.eval()
     device = next(model.parameters()).device

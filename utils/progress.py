@@ -57,9 +57,13 @@ class NotebookProgress:
 
 
 def epoch_line(row: dict, epochs: int, split: str) -> str:
-    """The line printed after each epoch; ``start lr`` is the learning rate of the epoch's first step (the
-    one-cycle schedule changes it at every step). A tuning run (``--holdout``) shows the validation numbers,
-    not the test numbers: what is not on screen cannot steer a choice (metrics.json still scores the test set)."""
-    return (f"epoch {row['epoch']:2d}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:6.2f}%  "
-            f"{split} loss {row[split + '_loss']:.4f} acc {row[split + '_accuracy']:6.2f}%  "
-            f"start lr {row['lr']:.4f}  {row['seconds']:.1f}s")
+    """The line printed after each epoch. ``running train``: counted while the epoch trains, in training mode
+    (Dropout on, augmented images when the recipe augments), on weights that change from batch to batch;
+    ``clean train``: training images scored after the epoch exactly as the ``split`` is (eval mode, no
+    augmentation), the train side of the generalisation gap. ``start lr``: the learning rate of the epoch's first
+    step (one-cycle changes it at every step). A tuning run (``--holdout``) shows the validation numbers, not the
+    test numbers: what is not on screen cannot steer a choice (metrics.json still scores the test set)."""
+    return (f"epoch {row['epoch']:2d}/{epochs}  running train {row['train_accuracy']:6.2f}% (loss "
+            f"{row['train_loss']:.4f})  clean train {row['clean_train_accuracy']:6.2f}%  {split} "
+            f"{row[split + '_accuracy']:6.2f}% (loss {row[split + '_loss']:.4f})  start lr {row['lr']:.4f}  "
+            f"{row['seconds']:.1f}s")

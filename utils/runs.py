@@ -5,13 +5,12 @@
     with run.claim(log):                                   # the folder, locked until the run ends
         run.save(row, model, opt, sched)                   # after every epoch: checkpoint.pt, then metrics.json
 
-The checkpoint is the one commit point. It is written first, atomically, and carries its own copy of the
-metrics; metrics.json is written from it right after, so a kill between the two writes is repaired on resume,
-and a kill inside a write leaves only a temporary file that the next run there deletes. One process at a time
-writes a run folder: it holds the folder's lock file for the whole run (the kernel releases it when the process
-dies; no lock where ``fcntl`` is missing, i.e. on Windows). A checkpoint is a file people share, so it is read
-with ``torch.load(weights_only=True, mmap=True)``: no code in it runs and no tensor is read before it is used;
-anything in it that training could not use is refused in one line that names the file.
+The checkpoint is the one commit point: written first, atomically, with its own copy of the metrics, then
+metrics.json from it (a kill between the two is repaired on resume; a kill inside a write leaves a temporary file
+the next run there deletes). One process writes a run folder, holding its lock file for the whole run (the kernel
+releases it when the process dies; no lock without ``fcntl``, i.e. on Windows). A checkpoint is a file people
+share: read with ``torch.load(weights_only=True, mmap=True)``, no code in it runs and no tensor is read before it
+is used; anything training could not use is refused in one line that names the file.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from . import GOAL, REPO_ROOT, config, fsutil, shown_path
+from . import GOAL, REPO_ROOT, config, fsutil, results, shown_path
 from .config import RESUME_MAY_CHANGE, Config, resolve_device, saved_config
 from .fsutil import NoSpaceError, atomic_write, atomic_write_json, ensure_writable_dir, temporaries
 from .models import MODELS, build_model
@@ -42,18 +41,22 @@ RUN_LOCK = ".lock"  # held by the one process writing the folder; removed when i
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, in the command lines) during a run; ``str()`` says what was kept and how to go on,
-    and ``folder`` and ``epochs_saved`` let a tool say it in its own words."""
+    """Ctrl-C (or SIGTERM, in the command lines) during a run; ``str()`` says what was kept and how to go on: with
+    ``--resume``, or (``again``) by the same call, as a notebook's training cell run again."""
 
-    def __init__(self, folder: Path, epochs_saved: int):
-        self.folder, self.epochs_saved = folder, epochs_saved
+    def __init__(self, folder: Path, epochs_saved: int, again: bool = False):
+        self.folder, self.epochs_saved, self.again = folder, epochs_saved, again
         kept = "epoch 1" if epochs_saved == 1 else f"epochs 1-{epochs_saved}"
+        how = "run the same cell (or call) again to continue" if again else f"continue with --resume {folder}"
         super().__init__(f"interrupted at epoch 1, before any epoch was saved in {folder}; start the run again"
                          if epochs_saved == 0 else f"interrupted at epoch {epochs_saved + 1}; {folder} keeps "
-                         f"{kept}; continue with --resume {folder}")
+                         f"{kept}; {how}")
 
     def __reduce__(self):  # a worker process of a sweep sends it back pickled
-        return type(self), (self.folder, self.epochs_saved)
+        return type(self), (self.folder, self.epochs_saved, self.again)
+
+    def _render_traceback_(self) -> list[str]:  # in a notebook, the one line instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -87,7 +90,7 @@ def open_run(cfg: Config | dict | None, out: str | Path | None, *, resume: str |
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(out) if out is not None else REPO_ROOT / "runs" / f"{cfg.model}-seed{cfg.seed}-{stamp}"
         check_not_in_use(out)
-        check_replaceable(out, cfg.model, overwrite)  # checked again once the folder is locked
+        saved = check_replaceable(out, cfg, overwrite)  # checked again once the folder is locked
     return Run(cfg=cfg, out=out, device=resolve_device(cfg.device), saved=saved, overwrite=overwrite)
 
 
@@ -143,7 +146,7 @@ class Run:
                            "you can write to") from exc
         with folder_lock(self.out):
             if self.saved is None:
-                check_replaceable(self.out, self.cfg.model, self.overwrite)  # again, now that no one else can write
+                check_replaceable(self.out, self.cfg, self.overwrite)  # again, now that no one else can write
             elif file_stamp(self.out / CHECKPOINT) != self.saved["stamp"]:
                 raise RunError(f"{self.out} was saved by another process since this run read it; run --resume "
                                f"{self.out} again")
@@ -164,7 +167,7 @@ class Run:
             except KeyboardInterrupt as exc:
                 if isinstance(exc, Interrupted):
                     raise
-                raise Interrupted(self.out, self.epochs_saved) from exc
+                raise Interrupted(self.out, self.epochs_saved, again=self.overwrite) from exc
 
     def save(self, row: dict, model, opt, sched) -> None:
         """Record one finished epoch: checkpoint first, then metrics.json, each atomically. A diverged epoch
@@ -199,7 +202,8 @@ def make_metrics(run: Run, wall: float) -> dict:
         "model": cfg.model, "architecture": run.architecture, "params": run.params, "epochs": len(history),
         "epochs_planned": cfg.epochs, "complete": len(history) == cfg.epochs,
         "final_test_accuracy": last["test_accuracy"], "final_test_loss": last["test_loss"],
-        "final_train_accuracy": last["train_accuracy"], "final_val_accuracy": last.get("val_accuracy"),
+        "final_train_accuracy": last["train_accuracy"], "final_clean_train_accuracy": last["clean_train_accuracy"],
+        "final_val_accuracy": last.get("val_accuracy"),
         "goal_met": last["test_accuracy"] >= GOAL, "history": history,
         "wall_seconds": wall, "peak_memory_mb": config.peak_memory_mb(), "allocator": config.ALLOCATOR["setting"],
         "device": config.device_name(run.device), "seed": cfg.seed, "versions": config.versions(),
@@ -236,21 +240,29 @@ def check_not_in_use(out: Path) -> None:
             pass
 
 
-def check_replaceable(out: Path, model: str, overwrite: bool) -> None:
-    """Refuse a new run in a folder that holds a run: any run without ``overwrite``; with it, a run of another
-    step (replacing it would lose a result that later notebooks compare with), or a checkpoint of no run."""
-    if not overwrite and (out / CHECKPOINT).exists():
+def check_replaceable(out: Path, cfg: Config, overwrite: bool) -> dict | None:
+    """Refuse a new run in a folder that holds one: any run without ``overwrite``; with it, a run of another step
+    (replacing it would lose a result that later notebooks compare with) or a checkpoint of no run. Returns the
+    checkpoint of an unfinished run of these very settings, which continues (a notebook cell run again after
+    Ctrl-C), else None."""
+    if not (out / CHECKPOINT).exists():
+        return None
+    if not overwrite:
         raise RunError(f"{out} already holds a run; continue it with --resume {out} or choose another run folder")
-    held = (read_metrics_json(out) or {}).get("model") if overwrite else None
-    if overwrite and not isinstance(held, str) and (out / CHECKPOINT).exists():
-        try:
-            held = read_checkpoint(out)["model"]
-        except RunError:
+    try:
+        state = read_checkpoint(out)
+        held = state["model"]
+    except RunError:  # damaged: replaceable only as a run of this step, which its metrics.json may still say
+        state, held = None, (read_metrics_json(out) or {}).get("model")
+        if not isinstance(held, str):
             raise RunError(f"{out} holds a {CHECKPOINT} that is not a run of this course; move it away or choose "
                            "another folder") from None
-    if isinstance(held, str) and held != model:
+    if held != cfg.model:
         raise RunError(f"{out} holds a '{held}' run, and overwrite replaces only a run of the same step "
-                       f"('{model}'); choose another run folder, or remove that run first")
+                       f"('{cfg.model}'); choose another run folder, or remove that run first")
+    same = state is not None and dataclasses.replace(state["config"], **{
+        name: getattr(cfg, name) for name in RESUME_MAY_CHANGE}) == cfg
+    return state if same and len(state["history"]) < cfg.epochs else None
 
 
 def read_metrics_json(out: Path) -> dict | None:
@@ -271,18 +283,8 @@ def file_stamp(path: Path) -> tuple | None:
 # Reading a checkpoint someone hands us
 # --------------------------------------------------------------------------------------------------
 
-def is_type(kind):  # a bool is not an int here
-    return lambda v: isinstance(v, kind) and not (kind is int and isinstance(v, bool))
-
-
-ENTRIES = {"model": is_type(str), "architecture": is_type(str), "config": is_type(dict), "model_state": is_type(dict),
-           "optimizer_state": is_type(dict), "scheduler_state": is_type(dict), "history": is_type(list),
-           "wall_seconds": lambda v: number(v) and v >= 0, "metrics": is_type(dict)}
-HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds")
-METRICS_CHECKS = {"model": is_type(str), "params": is_type(int), "epochs": is_type(int), "complete": is_type(bool),
-                  "goal_met": is_type(bool), "final_test_accuracy": number, "final_train_accuracy": number,
-                  "wall_seconds": number, "final_val_accuracy": lambda v: v is None or number(v), "seed": is_type(int),
-                  "config": is_type(dict), "run_dir": is_type(str), "history": is_type(list)}
+CHECKPOINT_SHAPE = {"model": str, "architecture": str, "config": dict, "model_state": dict, "optimizer_state": dict,
+                    "scheduler_state": dict, "history": list, "wall_seconds": float, "metrics": results.METRICS}
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -326,15 +328,15 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def structure_problem(state) -> str | None:
     """What is wrong with a loaded checkpoint's entries, if anything: the entries ``Run.save`` writes, each of
-    its type; finite weights; a history of epochs 1..n with finite numbers; metrics that describe that history."""
-    if not isinstance(state, dict):
-        return f"it holds a {type(state).__name__}, not a checkpoint dict"
-    unknown = sorted(map(str, set(state) - set(ENTRIES)))
-    bad = [key for key, ok in ENTRIES.items() if not ok(state.get(key))]
-    if unknown or bad:
-        return f"unknown entries: {', '.join(unknown)}" if unknown else f"no valid '{bad[0]}' entry"
+    its shape; finite weights; a history of epochs 1..n with finite numbers; metrics that describe that history."""
+    unknown = sorted(map(str, set(state) - set(CHECKPOINT_SHAPE))) if isinstance(state, dict) else []
+    problem = f"unknown entries: {', '.join(unknown)}" if unknown else results.shape_problem(state, CHECKPOINT_SHAPE)
+    if problem is not None:
+        return problem
     if not all(torch.isfinite(v).all() for v in state["model_state"].values() if v.is_floating_point()):
         return "its weights hold NaN or infinite values"
+    if state["wall_seconds"] < 0:
+        return "its wall_seconds is not a time"
     if state["config"].get("model") != state["model"]:
         return "its config names another model than the checkpoint"
     problem = history_problem(state["history"]) or metrics_problem(state["metrics"])
@@ -347,17 +349,14 @@ def structure_problem(state) -> str | None:
 def metrics_problem(metrics) -> str | None:
     """What is wrong with a run's metrics (metrics.json, or the checkpoint's copy), if anything: what
     make_metrics writes and its readers read, a valid history as long as its epochs, strict JSON."""
-    bad = [key for key, ok in METRICS_CHECKS.items() if not ok(metrics.get(key))] if isinstance(metrics, dict) \
-        else ["metrics"]
-    if bad:
-        return f"its metrics have no valid '{bad[0]}'"
-    if metrics["epochs"] != len(metrics["history"]):
-        return "its metrics count other epochs than their history holds"
+    problem = results.shape_problem(metrics, results.METRICS, "its metrics")
+    if problem is None and metrics["epochs"] != len(metrics["history"]):
+        problem = "its metrics count other epochs than their history holds"
     try:
         json.dumps(metrics, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        return f"its metrics are not strict JSON ({exc})"
-    return history_problem(metrics["history"])
+        problem = problem or f"its metrics are not strict JSON ({exc})"
+    return problem or history_problem(metrics["history"])
 
 
 def history_problem(history: list) -> str | None:
@@ -367,7 +366,7 @@ def history_problem(history: list) -> str | None:
     for epoch, row in enumerate(history, 1):
         if not isinstance(row, dict) or row.get("epoch") != epoch:
             return f"its history entry {epoch} is not the record of epoch {epoch}"
-        bad = [key for key in (*HISTORY_KEYS, *row) if not number(row.get(key))]
+        bad = [key for key in (*results.HISTORY[0], *row) if not number(row.get(key))]
         if bad:
             return f"its record of epoch {epoch} has no finite number for '{bad[0]}'"
     return None

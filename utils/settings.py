@@ -15,7 +15,7 @@ import signal
 import threading
 from pathlib import Path
 
-from .fsutil import ensure_writable_file
+from .fsutil import ensure_writable_dir, ensure_writable_file
 
 SEED_LIMIT = 2**63  # seeds run from 0 to 2**63 - 1: what torch's generators take, epoch offsets included
 RATE_LIMIT = 1e6  # a learning rate above it cannot train (a few units already diverge), and float32 overflows near 3e38
@@ -165,6 +165,15 @@ def distinct(parser: argparse.ArgumentParser, values: list, flag: str) -> list:
     if repeated:
         parser.error(f"{flag} names {', '.join(map(str, repeated))} more than once; give each once")
     return values
+
+
+def output_folder(parser: argparse.ArgumentParser, path: str, flag: str) -> Path:
+    """The folder ``path``, made and proven writable before the work that fills it; else the parser's one-line error."""
+    try:
+        return ensure_writable_dir(path)
+    except OSError as exc:
+        parser.error(f"{flag} {path or repr(path)}: cannot be used as a folder ({exc.strerror or exc}); "
+                     "choose a folder you can write to")
 
 
 def output_file(parser: argparse.ArgumentParser, path: str, flag: str) -> Path:

@@ -35,7 +35,7 @@ from .settings import (
 )
 
 EVAL_BATCH = 2000  # images per forward pass when scoring; it changes the speed, not the numbers to report
-RECALIBRATION_IMAGES = 10_000
+SIDE_SET = 10_000  # training images BatchNorm is recalibrated on, and as many others the network is scored on
 BACKGROUND = (0.0 - MEAN) / STD  # a black pixel after normalisation: what augmentation fills in at the edges
 
 
@@ -49,6 +49,14 @@ class DeviceData:
     test_y: torch.Tensor
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
+
+    def side_sets(self) -> tuple[slice, slice]:
+        """Two disjoint sets of clean training images, up to SIDE_SET each, half the training images each in a
+        small run: the first ones, on which BatchNorm is recalibrated, and the last ones, on which the network is
+        scored as on the test set (eval mode, no augmentation): the train side of an honest generalisation gap."""
+        n = self.train_x.shape[0]
+        scored = max(1, min(SIDE_SET, n // 2))
+        return slice(0, max(1, min(SIDE_SET, n - scored))), slice(n - scored, n)
 
 
 def load_device_data(cfg: Config, device: torch.device) -> DeviceData:
@@ -213,11 +221,14 @@ def train(cfg: Config | None = None, out: str | Path | None = None, *, model=Non
             for epoch in range(len(run.history) + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]  # at the epoch's first step
-                train_loss, train_acc = train_epoch(model, opt, sched, data, cfg, epoch, bar)
+                train_loss, train_acc = train_epoch(model, opt, sched, data, cfg, epoch, bar)  # running, training mode
+                recalibration, scored = data.side_sets()
                 if cfg.recalibrate_bn:
-                    recalibrate_batchnorm(model, data.train_x[:RECALIBRATION_IMAGES])
+                    recalibrate_batchnorm(model, data.train_x[recalibration])
+                clean = evaluate(model, data.train_x[scored], data.train_y[scored])  # as the test set is scored
                 test = evaluate(model, data.test_x, data.test_y)
                 row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                       "clean_train_loss": clean["loss"], "clean_train_accuracy": clean["accuracy"],
                        "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr}
                 if data.val_x is not None:
                     val = evaluate(model, data.val_x, data.val_y)
