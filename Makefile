@@ -45,7 +45,7 @@ define course_venv
 	$(1)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 endef
 
-.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme student book clean help
+.PHONY: train test test-fast lint e2e chromium compat repo data setup seeds steps lessons bench lab notebooks readme student book book-student clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -65,6 +65,7 @@ help:
 	@echo "make notebooks  execute the five notebooks in place, in order, with their full parameters (run make steps first)"
 	@echo "make student the student edition with otter-grader: build/student/ (notebooks, their checks, autograder zips)"
 	@echo "make book    the course as a static HTML book (Jupyter Book) from the stored notebooks: build/book/_build/html/"
+	@echo "make book-student  the same book from the student edition, to hand out: build/book-student/_build/html/"
 
 $(VENV)/.installed: requirements.txt constraints.txt requirements/student.txt
 	$(call course_venv,$(VENV),requirements.txt,constraints.txt)
@@ -168,6 +169,11 @@ $(BOOK_VENV)/.installed: requirements/book.txt requirements/book-constraints.txt
 
 book: $(BOOK_VENV)/.installed
 	$(BOOK_VENV)/bin/python -m tools.book
+
+# The same book made from the student edition (exercises to do, no answer key, no outputs), to hand out:
+# build/book-student/_build/html/.
+book-student: student $(BOOK_VENV)/.installed
+	$(BOOK_VENV)/bin/python -m tools.book --student
 
 clean:
 	rm -rf build .pytest_cache

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from utils import REPO_ROOT, shown_path
 from utils.config import stored_settings
-from utils.course import STEPS_JSON, UNREADABLE
+from utils.course import STEPS_JSON
 from utils.fsutil import atomic_write_all
 from utils.settings import Parser
 
@@ -29,6 +29,7 @@ from .seeds import CUDA_SUMMARY
 from .seeds import SUMMARY as SEEDS
 
 README = REPO_ROOT / "README.md"
+EXERCISES_JSON = REPO_ROOT / "results" / "exercises.json"
 REPRODUCIBILITY = REPO_ROOT / "docs" / "reproducibility.md"
 MAKEFILE = REPO_ROOT / "Makefile"
 BENCH = REPO_ROOT / "results" / "bench"
@@ -55,6 +56,9 @@ TEACHES = {  # notebook stem -> what a student learns there, for the README's ta
 }
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 STUDENT_BRANCH = "student"  # tools.student.STUDENT_BRANCH (not imported: tools.student runs in .venv-otter)
+
+
+UNREADABLE = (ValueError, KeyError, TypeError, IndexError, AttributeError)  # what reading a damaged result raises
 
 
 class StoredResultError(Exception):
@@ -89,7 +93,7 @@ def steps_block(path: Path | None = None) -> str:
 def steps_table(summary: dict) -> str:
     cfg = stored_settings(summary["config"])
     rows = ["| step | notebook | change | parameters | final test acc. mean ± std | min–max | "
-            "train − test gap mean ± std | gap min–max |",
+            "clean train − test gap mean ± std | gap min–max |",
             "|---:|---|---|---:|---:|---:|---:|---:|"]
     for i, step in enumerate(summary["steps"], 1):
         acc, gap = step["test_accuracy"], step["gap"]
@@ -103,8 +107,10 @@ def steps_table(summary: dict) -> str:
              f"SGD with {'Nesterov ' if cfg['nesterov'] else ''}momentum, one-cycle schedule peaking at LR "
              f"{cfg['lr']:g}{subset}; only step 5 "
              f"augments. Seeds {', '.join(map(str, summary['seeds']))}; final epoch of each run (never the best). "
-             "The gap is the final epoch's train accuracy (measured during the epoch, in training mode) minus its "
-             f"test accuracy. Device: {summary['device']}, {summary['cpu']}; torch {summary['versions']['torch']}. "
+             "The gap is the final epoch's accuracy on 10,000 clean training images minus its test accuracy, both "
+             "scored after the epoch in evaluation mode (not the running accuracy counted during the epoch, with "
+             f"Dropout on and, in step 5, on augmented images). Device: {summary['device']}, {summary['cpu']}; "
+             f"torch {summary['versions']['torch']}. "
              f"Command: `{summary['command']}`; `python -m tools.report` regenerates this table and the figure.",
              "",
              "![Final test accuracy per step over seeds](results/figures/steps.png)"]
@@ -149,6 +155,53 @@ def notebooks_block(path: Path | None = None) -> str:
                      "Course: the notebook with its solutions and stored outputs; student edition: the same "
                      "notebook with the exercises left to do and their checks (`make student`)."]
     return "\n".join(rows)
+
+
+READING_WORDS_PER_MINUTE = 200  # a careful read of technical prose; the basis of the reading times below
+
+
+def notebook_time(stem: str) -> tuple[int, int, int]:
+    """(minutes of reading at READING_WORDS_PER_MINUTE, exercises, of which judged experiments) of a notebook:
+    its markdown, answer keys left out, and its ``### Exercise`` headings."""
+    import nbformat
+
+    nb = nbformat.read(REPO_ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    prose = [c.source for c in nb.cells if c.cell_type == "markdown" and "answer-key" not in c.metadata.get("tags", [])]
+    words = sum(len(re.sub(r"`[^`]*`|\]\([^)]*\)", " ", text).split()) for text in prose)
+    exercises = sum(text.count("### Exercise") for text in prose)
+    judged = sum("exercises.judge(" in c.source for c in nb.cells if c.cell_type == "code")
+    return round(words / READING_WORDS_PER_MINUTE), exercises, judged
+
+
+def timing_block() -> str:
+    """For instructors: how long each notebook takes, from the notebooks themselves and the stored runs."""
+    import statistics
+
+    for path, remedy in ((STEPS_JSON, "make steps"), (EXERCISES_JSON, "make lessons")):
+        if not path.exists():
+            return f"_Not measured yet: run `{remedy}`._"
+    steps = read_json(STEPS_JSON, "make steps")
+    short = read_json(EXERCISES_JSON, "make lessons")
+    cuda = read_json(CUDA_SUMMARY, "python -m tools.seeds --device cuda") if CUDA_SUMMARY.exists() else None
+    rows = ["| notebook | reading | exercises | one judged experiment | training, 2-core CPU | training, GPU |",
+            "|---|---:|---:|---:|---:|---:|"]
+    with reading(STEPS_JSON, "make steps"), reading(EXERCISES_JSON, "make lessons"):
+        for step in steps["steps"]:
+            stem = step["notebook"]
+            minutes, exercises, judged = notebook_time(stem)
+            judge = sum(r["seconds"] for r in short["steps"][stem]["runs"])
+            cpu = statistics.median(r["wall_seconds"] for r in step["runs"]) / 60
+            gpu = (f"{statistics.median(r['wall_seconds'] for r in cuda['runs']) / 60:.1f} min"
+                   if cuda and step["model"] == "final" else "not measured")
+            rows.append(f"| [{stem}](notebooks/{stem}.ipynb) | {minutes} min | {exercises} ({judged} judged) | "
+                        f"{judge:.0f} s | {cpu:.1f} min | {gpu} |")
+    return "\n".join(rows + ["", f"Reading: the notebook's prose at {READING_WORDS_PER_MINUTE} words a minute, code "
+                              "and answer key left out. One judged experiment: the three seeds of the unchanged step "
+                              f"on the exercises' short budget as stored ({short['device']}, results/exercises.json); "
+                              "a student's variant takes about as long. Training: the notebook's own 15-epoch run, "
+                              f"the median of the {len(steps['seeds'])} seeds of results/steps.json ({steps['cpu']}, "
+                              f"{steps['device']}, {runs_at_a_time(steps)}); on a GPU only step 5 was timed "
+                              "(results/seeds-cuda.json). Add the time to think: the exercises ask for it."])
 
 
 def seeds_block() -> str:
@@ -247,6 +300,7 @@ def write_figures(folder: Path = FIGURES, drawn: dict | None = None) -> None:
 
 
 BLOCKS = {"notebooks": notebooks_block, "steps": steps_block, "seeds": seeds_block, "speed": speed_block,
+          "timing": timing_block,
           "architecture": architecture_block}
 
 

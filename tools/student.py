@@ -51,6 +51,7 @@ STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/less
           "requirements/autograder.txt")
 BADGE = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)main/notebooks/([\w.-]+\.ipynb)")
 OTTER_CELL_MARK = "# The exercises' checks (otter-grader)"
+ANSWER_KEY = "answer-key"  # the tag of the cells that hold a questionnaire's answers: not in the student edition
 EDITION = ("*.ipynb", "tests", "autograder", ".stage")  # what a student edition folder holds
 
 
@@ -90,7 +91,8 @@ else:  # the notebook without its tests/ folder: the exercises still run, their 
 
 
 def with_otter_cell(nb, stem: str):
-    """A copy of the master ``nb`` with the otter cell after its set-up cell (its second code cell)."""
+    """A copy of the master ``nb`` with the otter cell after its set-up cell (its second code cell), and without
+    the cells tagged ``answer-key`` (the questionnaire's answers)."""
     nb = nbformat.from_dict(nb)
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     if len(code) < 2 or "import google.colab" not in nb.cells[code[1]].source:
@@ -100,6 +102,7 @@ def with_otter_cell(nb, stem: str):
     cell = nbformat.v4.new_code_cell(otter_cell(stem))
     cell.metadata["tags"] = ["otter-init"]
     nb.cells.insert(code[1] + 1, cell)
+    nb.cells = [c for c in nb.cells if ANSWER_KEY not in c.metadata.get("tags", [])]  # the instructor's alone
     return nb
 
 
