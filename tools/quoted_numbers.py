@@ -19,9 +19,18 @@ The rules, small on purpose:
    times (hundreds of values that would back almost any 2-decimal quote by chance), nor another
    notebook's outputs. Commas group thousands; signs and ``%`` are ignored.
 
+4. A number must also be the statistic its words name. Next to "mean" or "average", or followed by
+   ``±``, it must be a mean; right after ``±``, a standard deviation; in the range of parentheses after a
+   ``±``, a minimum or maximum; next to "epoch N", a value of epoch N; next to "final" or "last epoch", a
+   value of the final epoch; next to "seed N", a value of seed N. Those are the values printed that way
+   (an epoch line of epoch N, a Result line of the final epoch, a seed table's ``mean ± std (min-max)``,
+   a line about "the mean") or stored that way in results/steps.json (a step's mean, std, min and max,
+   and each seed's final values).
+
 So an Analysis can quote its own run's Result, the seed table a code cell printed, or the 5-seed
-statistics of the step it is about; a number typed from memory, left behind after a re-run, or taken
-from another step's row in a sentence that does not name that step, fails.
+statistics of the step it is about; a number typed from memory, left behind after a re-run, taken
+from another step's row in a sentence that does not name that step, or called a mean when it is one
+seed's or one epoch's, fails.
 """
 from __future__ import annotations
 
@@ -61,10 +70,15 @@ def without_code(text: str) -> str:
 
 def quoted_numbers(text: str) -> list[str]:
     """The numbers in a piece of prose (rule 2), as written, without thousands commas."""
-    text = without_code(text)
+    return [quote for quote, _, _ in quoted_spans(without_code(text))]
+
+
+def quoted_spans(text: str) -> list[tuple[str, int, int]]:
+    """(number, start, end) of each number in prose without code (rule 2): step references blanked out, so
+    that the positions are those of ``text``."""
     for pattern in NOT_NUMBERS[3:]:
-        text = pattern.sub(" ", text)
-    return [(whole + (frac or "")).replace(",", "") for whole, frac in NUMBER.findall(text)]
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    return [((m.group(1) + (m.group(2) or "")).replace(",", ""), m.start(), m.end()) for m in NUMBER.finditer(text)]
 
 
 def output_text(nb) -> str:
@@ -81,6 +95,13 @@ def output_text(nb) -> str:
     return "\n".join(parts)
 
 
+RUN_SUMMARY = ("final_test_accuracy", "final_train_accuracy", "final_clean_train_accuracy", "gap")
+EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)/(\d+)\b")
+STATISTIC_WORDS = [(re.compile(r"\b(?:mean|means|average)\b", re.I), "mean"),
+                   (re.compile(r"\bfinal\b|\blast epoch\b", re.I), "final")]
+NAMED = re.compile(r"\b(epoch|seed)\s+(\d+)\b", re.I)
+
+
 def json_numbers(obj) -> list[float]:
     if isinstance(obj, bool):
         return []
@@ -91,9 +112,6 @@ def json_numbers(obj) -> list[float]:
     if isinstance(obj, list):
         return [x for v in obj for x in json_numbers(v)]
     return []
-
-
-RUN_SUMMARY = ("seed", "final_test_accuracy", "final_train_accuracy", "gap")
 
 
 def sentences(text: str) -> list[str]:
@@ -120,47 +138,121 @@ def shared_numbers(steps: dict | None) -> list[float]:
     return json_numbers([steps.get("config", {}), steps.get("seeds", [])]) if steps else []
 
 
-def row_numbers(step: dict) -> list[float]:
-    """The summary values of one step's row (rule 3): parameters, per-seed finals, mean/std/min/max."""
-    picked = [step.get("params"), step.get("test_accuracy", {}), step.get("gap", {})]
-    picked += [{k: run.get(k) for k in RUN_SUMMARY} for run in step.get("runs", [])]
-    return json_numbers(picked)
+def row_facts(step: dict) -> list[tuple[float, frozenset]]:
+    """The summary values of one step's row (rule 3), each with the statistic it is (rule 4): parameters,
+    mean/std/min/max of the accuracy and the gap, and each seed's final values."""
+    facts = [(float(step["params"]), frozenset())] if "params" in step else []
+    for spread in (step.get("test_accuracy", {}), step.get("gap", {})):
+        facts += [(float(v), frozenset({k})) for k, v in spread.items() if k in ("mean", "std", "min", "max")]
+    for run in step.get("runs", []):
+        facts += [(float(run[k]), frozenset({"final", f"seed {run['seed']}"})) for k in RUN_SUMMARY if k in run]
+    return facts
 
 
-def summary_numbers(steps: dict | None, step_numbers: set[int]) -> list[float]:
-    """The values of results/steps.json that rule 3 accepts in a sentence about ``step_numbers``."""
+def summary_facts(steps: dict | None, step_numbers: set[int]) -> list[tuple[float, frozenset]]:
+    """The values of results/steps.json that rules 3 and 4 accept in a sentence about ``step_numbers``."""
     if not steps:
         return []
     rows = [s for s in steps.get("steps", []) if step_number(s.get("notebook")) in step_numbers]
-    return shared_numbers(steps) + [x for row in rows for x in row_numbers(row)]
+    return [(x, frozenset()) for x in shared_numbers(steps)] + [f for row in rows for f in row_facts(row)]
+
+
+def number_value(whole: str, frac: str) -> float:
+    return float(whole.replace(",", "") + (frac or ""))
+
+
+def line_facts(line: str) -> list[tuple[float, frozenset]]:
+    """The numbers of one printed line, each with the statistic the line prints it as (rule 4)."""
+    epoch = EPOCH_LINE.match(line)
+    tags = {f"epoch {epoch.group(1)}"} | ({"final"} if epoch.group(1) == epoch.group(2) else set()) if epoch else set()
+    if re.match(r"\s*(final|clean train accuracy|running train accuracy)\b", line, re.I):
+        tags.add("final")
+    if re.search(r"\bthe mean\b|\bthe means\b", line, re.I):
+        tags.add("mean")
+    seed = re.match(r"\s*seed (\d+)\b", line, re.I)
+    if seed:
+        tags.add(f"seed {seed.group(1)}")
+    facts = []
+    for match in NUMBER.finditer(line):
+        own = set(tags)
+        after, before = line[match.end():].lstrip(" %"), line[:match.start()].rstrip()
+        if after.startswith("±"):
+            own.add("mean")
+        if before.endswith("±"):
+            own.add("std")
+        if "±" in before and before.count("(") > before.count(")"):
+            own |= {"min", "max"}
+        facts.append((number_value(*match.groups()), frozenset(own)))
+    return facts
+
+
+def printed_facts(nb) -> list[tuple[float, frozenset]]:
+    """The numbers this notebook's stored outputs print, each with the statistic it is printed as."""
+    return [f for line in output_text(nb).splitlines() for f in line_facts(line)]
 
 
 def printed_numbers(nb) -> list[float]:
     """Sizes of the numbers this notebook's stored outputs print."""
-    return [float(whole.replace(",", "") + (frac or "")) for whole, frac in NUMBER.findall(output_text(nb))]
+    return [value for value, _ in printed_facts(nb)]
 
 
-def backed(quote: str, known: list[float]) -> bool:
-    """Rule 3: some known value, written with the quote's number of decimals, reads exactly as the quote."""
+def required(sentence: str, start: int, end: int) -> frozenset:
+    """The statistic the words around the number at ``sentence[start:end]`` name (rule 4): words within four
+    before it or three after it, in the same clause (no comma, semicolon, colon or bracket between) and with no
+    other number between."""
+    before = re.split(r"\d|[,;:()]", sentence[:start])[-1].split()[-4:]
+    after = re.split(r"\d|[,;:()]", sentence[end:])[0].split()[:3]
+    near = " ".join([*before, "#", *after])
+    need = {tag for pattern, tag in STATISTIC_WORDS if pattern.search(near)}
+    clause_start = max(sentence.rfind(c, 0, start) for c in ",;:()") + 1
+    clause_end = min([i for i in (sentence.find(c, end) for c in ",;:()") if i >= 0] or [len(sentence)])
+    need |= {f"{m.group(1).lower()} {m.group(2)}" for m in NAMED.finditer(sentence, clause_start, clause_end)
+             if not m.start(2) <= start < m.end(2)}  # "epoch 1", "seed 3" in the clause, not the number itself
+    if sentence[end:].lstrip(" %*").startswith("±"):
+        need.add("mean")
+    opened, plus_minus = sentence[:start].rfind("("), sentence[:start].rfind("±")
+    if sentence[:start].rstrip(" *").endswith("±"):
+        need = {"std"}
+    elif plus_minus >= 0 and opened > plus_minus and ")" not in sentence[opened:start]:  # "± s (a–b)": a range
+        if re.match(r"%?\s*(?:[-–]|to)\s*[-+]?\d", sentence[end:]):
+            need = {"min"}
+        elif re.search(r"\d%?\s*(?:[-–]|to)\s*[-+]?$", sentence[:start]):
+            need = {"max"}
+    return frozenset(need)
+
+
+def backed(quote: str, known, need: frozenset = frozenset()) -> bool:
+    """Rule 3 (and 4): some known value, written with the quote's number of decimals, reads exactly as the
+    quote, and is the statistic ``need`` names (``known``: values, or (value, statistics) pairs)."""
     decimals = len(quote.split(".")[1]) if "." in quote else 0
-    return any(f"{value:.{decimals}f}" == quote for value in known)
+    facts = [k if isinstance(k, tuple) else (k, frozenset()) for k in known]
+    return any(f"{value:.{decimals}f}" == quote and (need <= tags or statistic_free(need, tags))
+               for value, tags in facts)
+
+
+def statistic_free(need: frozenset, tags: frozenset) -> bool:
+    """A min or max may be any of the named range's ends (a range's ends are also some seed's finals)."""
+    return bool(need) and need <= {"min", "max"} and bool(tags & {"min", "max", "final"})
 
 
 def check_notebook(nb, steps: dict | None, name: str = "notebook") -> list[str]:
     """One line per quoted number that neither this notebook's stored outputs nor the results/steps.json
-    row of a step its sentence is about (this notebook's own, ``name``, or one it names) backs."""
-    printed = printed_numbers(nb)
+    row of a step its sentence is about (this notebook's own, ``name``, or one it names) backs as the
+    statistic its words name."""
+    printed = printed_facts(nb)
     own = step_number(Path(name).stem)
     problems = []
     for cell in checked_cells(nb):
         heading = cell.source.lstrip().splitlines()[0]
         for sentence in sentences(without_code(cell.source)):
             about = named_steps(sentence) | ({own} if own is not None else set())
-            known = printed + [abs(x) for x in summary_numbers(steps, about)]
-            for quote in quoted_numbers(sentence):
-                if not backed(quote, known):
+            known = printed + [(abs(v), tags) for v, tags in summary_facts(steps, about)]
+            for quote, start, end in quoted_spans(sentence):
+                need = required(sentence, start, end)
+                if not backed(quote, known, need):
+                    what = f" as {' and '.join(sorted(need))}" if need else ""
                     problems.append(f"{name}, {heading!r}: {quote} is in no stored output of this notebook nor in "
-                                    f"the results/steps.json row of a step this sentence is about")
+                                    f"the results/steps.json row of a step this sentence is about{what}")
     return problems
 
 
@@ -190,7 +282,7 @@ def read_steps() -> dict | None:
         return None
     try:
         steps = json.loads(STEPS_JSON.read_text())
-        summary_numbers(steps, {step_number(s.get("notebook")) for s in steps.get("steps", [])})  # every row
+        summary_facts(steps, {step_number(s.get("notebook")) for s in steps.get("steps", [])})  # every row
     except (OSError, *DAMAGED) as exc:
         raise ValueError(f"{STEPS_JSON} is not what `python -m tools.steps` writes ({reason(exc)}); write it "
                          "again with `make steps`, or restore it from git") from exc
