@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import REPO_ROOT, shown_path
+from . import REPO_ROOT, results, shown_path
 from .config import Config, recipe, stored_settings
 from .data import TRAIN_SIZE
 from .models import build_model
@@ -26,7 +26,7 @@ from .summary import layer_table
 # --------------------------------------------------------------------------------------------------
 
 LESSON_DIR = REPO_ROOT / "results" / "lessons"
-LESSON_MODELS = ("baseline", "gap", "final")  # step 1 (01's kernels), step 4 (04's maps, 05's mistakes), step 5
+LESSON_MODELS = ("baseline", "batchnorm", "dropout", "gap", "final")  # each notebook looks inside its own step
 LESSON_HOLDOUT = 10_000  # trained on the first 50,000 images: their mistakes are read on the other 10,000
 LESSON_SEED = 1
 
@@ -48,25 +48,25 @@ def comparable_settings(config: dict) -> dict:
 
 def trained(model: str, folder: str | Path = LESSON_DIR) -> tuple[nn.Module, dict]:
     """The stored trained network of step ``model`` in eval mode, on the CPU, and its record (config,
-    validation accuracy, command). Read with ``weights_only=True``; a missing or foreign file is a RunError
-    that says how to make it."""
+    validation accuracy, command), read through ``utils.results`` (``weights_only=True``); a missing or
+    damaged file, or another network's, is a RunError that says how to make it."""
     path = weights_path(model, folder)
-    remake = "`python -m tools.lesson_weights` trains and stores it"
-    if not path.is_file():
-        raise RunError(f"{shown_path(path)} not found: {remake}")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        net = build_model(record["model"], stored_settings(record["config"])["dropout"])
-        net.load_state_dict(record["model_state"])
-    except Exception as exc:  # truncated, foreign, or another network's weights
-        raise RunError(f"{shown_path(path)} is not a lesson network this course can load "
-                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {remake}") from exc
+    remake = "python -m tools.lesson_weights"
+    record = results.load(path, results.LESSON, remake)
+    if record is None:
+        raise RunError(f"{shown_path(path)} not found: `{remake}` trains and stores it")
     if record["model"] != model:
-        raise RunError(f"{shown_path(path)} holds step '{record['model']}', not '{model}'; {remake}")
+        raise RunError(f"{shown_path(path)} holds step '{record['model']}', not '{model}'; `{remake}` stores it")
+    try:
+        net = build_model(model, stored_settings(record["config"])["dropout"])
+        net.load_state_dict(record["model_state"])
+    except (RuntimeError, RunError) as exc:  # another network's weights, or a setting this code cannot read
+        raise RunError(f"{shown_path(path)} does not fit the '{model}' network of utils/models.py "
+                       f"({str(exc).splitlines()[0]}); `{remake}` stores it again") from None
     expected = comparable_settings(dataclasses.asdict(lesson_config(model)))
     if comparable_settings(record["config"]) != expected:
         record["stale"] = (f"note: {shown_path(path)} was trained with other settings than the recipe now; "
-                           f"re-run `python -m tools.lesson_weights`")
+                           f"re-run `{remake}`")
     return net.eval(), record
 
 
@@ -132,6 +132,14 @@ def bounding_boxes(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([extent(ink.any(2)), extent(ink.any(1))], 1)
 
 
+def ink_in_field(images: torch.Tensor, top: int, size: int) -> tuple[float, float, float]:
+    """How much of the digits' ink a field of ``size`` x ``size`` pixels at (``top``, ``top``) sees: the share of
+    images whose ink lies wholly inside it, and the mean and the lowest share of an image's ink that lies inside."""
+    ink = images.reshape(images.shape[0], images.shape[-2], images.shape[-1]) > 0
+    inside = ink[:, top:top + size, top:top + size].sum((1, 2)).float() / ink.sum((1, 2)).float()
+    return float((inside == 1).float().mean()), float(inside.mean()), float(inside.min())
+
+
 # --------------------------------------------------------------------------------------------------
 # Activations and gradients, layer by layer (02)
 # --------------------------------------------------------------------------------------------------
@@ -175,6 +183,66 @@ def activation_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
             for (n, _), c in zip(relus, convs, strict=True)]
     model.zero_grad(set_to_none=True)
     return rows
+
+
+def kaiming_init(model: nn.Module) -> nn.Module:
+    """``model`` with every convolution and linear layer re-drawn by He (Kaiming) initialisation for ReLU:
+    normal weights of variance 2 / fan_in, zero biases, which keeps the scale of the signal from layer to layer
+    (PyTorch's default draws uniform weights of variance 1 / (3 fan_in), a third of what keeps it)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+class DynamicsRecorder:
+    """Training dynamics, layer by layer, recorded while ``utils.train.train`` runs: pass it as the progress
+    reporter (``train(cfg, out, model=model, progress=lambda *_: recorder)``). After every optimisation step it
+    records each convolution's update:data ratio, the size of the step against the size of the weights,
+    std(w_after - w_before) / std(w_before); at the steps of ``at_steps`` also, for every ReLU of the trunk, the
+    spread of the values entering it, the share it zeroes and the spread of the gradient flowing back into it."""
+
+    def __init__(self, model: nn.Module, at_steps):
+        self.at, self.step, self.captured = set(at_steps), 0, {}
+        self.convs = [m for n, m in model.named_modules() if n.startswith("features.") and isinstance(m, nn.Conv2d)]
+        relus = [(n, m) for n, m in model.named_modules() if n.startswith("features.") and isinstance(m, nn.ReLU)]
+        self.handles = [m.register_forward_pre_hook(self.capture(n)) for n, m in relus]
+        self.before = [c.weight.detach().clone() for c in self.convs]
+        self.ratios: list[list[float]] = []  # per step, per convolution
+        self.snapshots: dict[int, list[tuple[str, float, float, float]]] = {}  # step -> (ReLU, std, zero, grad std)
+
+    def capture(self, name):
+        def hook(module, inputs):
+            if self.step in self.at and inputs[0].requires_grad:  # a training step, not evaluation
+                inputs[0].retain_grad()
+                self.captured[name] = inputs[0]
+        return hook
+
+    def update(self, steps: int = 1) -> None:
+        after = [c.weight.detach() for c in self.convs]
+        self.ratios.append([float((a - b).std() / b.std()) for a, b in zip(after, self.before, strict=True)])
+        if self.step in self.at:
+            self.snapshots[self.step] = [(name, float(t.detach().std()), float((t <= 0).float().mean()),
+                                          float(t.grad.std())) for name, t in self.captured.items()]
+        self.before, self.captured, self.step = [a.clone() for a in after], {}, self.step + 1
+
+    def write(self, line: str) -> None:
+        pass
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def swap_batchnorm(model: nn.Module, make) -> nn.Module:
+    """``model`` with every ``nn.BatchNorm2d`` replaced by ``make(channels)`` (e.g. a BatchNorm written by hand)."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(parent, name, make(child.num_features))
+    return model
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,6 +351,37 @@ def answers_under_moves(model: nn.Module, x: torch.Tensor, fill: float, angles=(
     with torch.no_grad():
         answers = torch.cat([model(moved[i:i + 2000]).argmax(1) for i in range(0, len(moved), 2000)])
     return answers.reshape(len(x), len(moves))
+
+
+def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How sure the network is of each answer: the score of the true digit minus the highest other score
+    (negative: a mistake), in evaluation mode."""
+    model.eval()
+    with torch.no_grad():
+        scores = torch.cat([model(x[i:i + 2000]) for i in range(0, len(x), 2000)])
+    true = scores.gather(1, y[:, None]).squeeze(1)
+    return true - scores.scatter(1, y[:, None], float("-inf")).max(1).values
+
+
+def matched_by_margin(margin: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """For each mistake (indices ``wrong``, negative margins), the correctly read image whose margin is nearest to
+    the mistake's distance from the boundary, each used once: a control group as close to the boundary."""
+    right = (margin > 0).nonzero().flatten()
+    free = torch.ones(len(right), dtype=torch.bool)
+    chosen = []
+    for i in wrong[margin[wrong].abs().argsort()].tolist():  # the closest mistakes pick first
+        gap = (margin[right] - margin[i].abs()).abs().masked_fill(~free, float("inf"))
+        j = int(gap.argmin())
+        free[j] = False
+        chosen.append(int(right[j]))
+    return torch.tensor(chosen)
+
+
+def shifted_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, shifts, fill: float) -> list[float]:
+    """Accuracy % of ``model`` on ``x`` moved by each of ``shifts`` pixels to the right (left if negative)."""
+    model.eval()
+    with torch.no_grad():
+        return [100.0 * float((model(shift_image(x, s, fill)).argmax(1) == y).float().mean()) for s in shifts]
 
 
 def top_confusions(predictions: torch.Tensor, labels: torch.Tensor, k: int = 5) -> list[tuple[int, int, int]]:

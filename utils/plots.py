@@ -24,7 +24,7 @@ from . import (
 )
 from .summary import layer_table  # noqa: E402
 
-DPI = 80  # small figures keep each executed notebook well under 1 MB
+DPI = 110  # legible at the width of a book page; each executed notebook stays under about 1 MB
 
 
 def _figure(*args, **kwargs):
@@ -60,25 +60,31 @@ def class_balance(train_labels: torch.Tensor, test_labels: torch.Tensor):
 
 
 def training_curves(history: list[dict], title: str = "", others: dict[str, list[dict]] | None = None):
-    """Loss (log scale) and accuracy per epoch, train vs test, from ``metrics["history"]``.
+    """Loss (log scale) and accuracy per epoch from ``metrics["history"]``: the test images and the clean training
+    images, both scored after each epoch in eval mode (their distance is the generalisation gap), and, dotted, the
+    running training figures counted during the epoch in training mode.
 
-    ``others`` maps a label to an earlier run's history; its test curves are drawn dashed.
+    ``others`` maps a label to an earlier run's history; its clean-train and test curves are drawn dashed.
     The accuracy axis zooms on the top few percent; early epochs below it run off the bottom.
     """
-    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 2.9))
+    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 3.2))
     runs = [("", history, "-")] + [(f", {name}", h, "--") for name, h in (others or {}).items()]
-    colours = {"train": "C0", "test": "C1"}
+    series = {"running train": ("train", ":"), "clean train": ("clean_train", None), "test": ("test", None)}
     for i, (suffix, hist, style) in enumerate(runs):
         epochs = [h["epoch"] for h in hist]
-        for split in ("train", "test") if i == 0 else ("test",):
-            colour = colours[split] if i == 0 else f"C{i + 1}"
-            for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_accuracy")):
-                if all(key in h for h in hist):  # a stored curve (results/steps.json) holds the test accuracy only
-                    ax.plot(epochs, [h[key] for h in hist], style, marker="o", ms=3, color=colour, label=split + suffix)
+        for j, (label, (key, own_style)) in enumerate(series.items()):
+            if i and label == "running train":
+                continue
+            colour = f"C{j}" if i == 0 else f"C{2 * i + j + 1}"
+            for ax, measure in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+                values = [h.get(f"{key}_{measure}") for h in hist]  # a stored curve (steps.json) has no losses
+                if None not in values:
+                    ax.plot(epochs, values, own_style or style, marker="o", ms=3, lw=1 if own_style else 1.5,
+                            color=colour, label=label + suffix)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("cross-entropy")
-    later = [h[f"{s}_accuracy"] for _, hist, _ in runs for h in hist[len(hist) // 3:] for s in ("train", "test")
-             if f"{s}_accuracy" in h]
+    later = [h[f"{key}_accuracy"] for _, hist, _ in runs for h in hist[len(hist) // 3:]
+             for key in ("clean_train", "test") if f"{key}_accuracy" in h]
     low = min(97.0, math.floor(min(later))) if later else 97.0
     ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
     ax_acc.set_ylim(low, 100)
@@ -117,8 +123,9 @@ def augmentation_preview(images: torch.Tensor, draws: int = 8, seed: int = 0):
     return fig
 
 
-def misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, n: int = 24, cols: int = 8):
-    """The first ``n`` images the model gets wrong, each titled ``true→predicted``."""
+def misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, split: str, n: int = 24,
+                  cols: int = 8):
+    """The first ``n`` images of the ``split`` ("test", "validation") the model gets wrong, titled true→predicted."""
     labels, predictions = labels.cpu(), predictions.cpu()
     wrong_all = (predictions != labels).nonzero().flatten()
     wrong = wrong_all[:n]
@@ -129,7 +136,7 @@ def misclassified(images: torch.Tensor, labels: torch.Tensor, predictions: torch
         ax.set_title(f"{int(labels[i])}→{int(predictions[i])}", fontsize=9, color="crimson")
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{len(wrong)} of the {len(wrong_all)} misclassified test images (true→predicted)", fontsize=10)
+    fig.suptitle(f"{len(wrong)} of the {len(wrong_all)} misclassified {split} images (true→predicted)", fontsize=10)
     return fig
 
 
@@ -265,17 +272,19 @@ def save(fig, path, dpi: int = DPI) -> None:
 # --------------------------------------------------------------------------------------------------
 
 def image_grid(images, titles=None, cols: int = 8, title: str | None = None, signed: bool = False,
-               size: float = 0.95, fontsize: float = 7):
+               size: float = 0.95, fontsize: float = 7, shared: bool = False):
     """Small images in a grid, each with its title. ``signed``: a red-blue scale centred on 0 (kernels,
-    feature maps, differences), one scale per image; else grey, ink dark."""
+    feature maps, differences), one scale per image, or one for all of them (``shared``, to compare sizes
+    across images); else grey, ink dark."""
     images = list(images)
     titles = list(titles) if titles is not None else [""] * len(images)
     rows = max(1, math.ceil(len(images) / cols))
     fig, axes = _figure(rows, cols, figsize=(cols * size, rows * (size + 0.15)), squeeze=False)
+    common = max(max(abs(float(_image(img).min())), abs(float(_image(img).max()))) for img in images)
     for ax, img, label in zip(axes.flat, images, titles, strict=False):  # the grid may have spare cells
         values = _image(img)
         if signed:
-            top = max(abs(float(values.min())), abs(float(values.max())), 1e-12)
+            top = max(common if shared else max(abs(float(values.min())), abs(float(values.max()))), 1e-12)
             ax.imshow(values, cmap="RdBu_r", vmin=-top, vmax=top)
         else:
             ax.imshow(values, cmap="gray_r")
@@ -303,16 +312,17 @@ def pixel_histograms(before: torch.Tensor, after: torch.Tensor):
 
 def receptive_fields(image: torch.Tensor, boxes: dict[str, tuple[int, int, int, int]]):
     """A digit with the input box each layer's centre output sees: ``{label: (top, left, height, width)}``."""
-    fig, ax = _figure(figsize=(3.6, 3.6))
+    fig, ax = _figure(figsize=(6.4, 4))
     ax.imshow(_image(image), cmap="gray_r")
     for i, (label, (top, left, height, width)) in enumerate(boxes.items()):
-        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=1.4, color=f"C{i}",
+        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=1.6, color=f"C{i}",
                                    label=f"{label}: {height}x{width}"))
     ax.set_xlim(-0.5, image.shape[-1] - 0.5)
     ax.set_ylim(image.shape[-2] - 0.5, -0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1), title="receptive field", title_fontsize=7)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), title="receptive field of the centre output",
+              title_fontsize=9)
     return fig
 
 
@@ -365,6 +375,27 @@ def layer_scales(stats: dict[str, list]):
     return fig
 
 
+def update_ratios(recorders: dict, steps_per_epoch: int):
+    """One panel per network: each convolution's update:data ratio at every optimisation step (the size of the
+    step against the size of its weights, ``utils.lessons.DynamicsRecorder``), log scale, epochs on the x axis;
+    the dotted line is 1e-3, where Karpathy's rule of thumb (makemore, part 3) puts a healthy ratio."""
+    fig, axes = _figure(1, len(recorders), figsize=(4.6 * len(recorders), 2.9), squeeze=False, sharey=True)
+    for ax, (name, rec) in zip(axes[0], recorders.items(), strict=True):
+        steps = [i / steps_per_epoch for i in range(len(rec.ratios))]
+        for j in range(len(rec.ratios[0])):
+            ax.plot(steps, [max(r[j], 1e-9) for r in rec.ratios], lw=1, color=plt.cm.viridis(j / 4),
+                    label=f"conv {j + 1}")
+        ax.axhline(1e-3, color="gray", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylim(1e-7, 1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("std(update) / std(weights)")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    return fig
+
+
 def accuracy_by_batch_size(batch_sizes: list[int], train_mode: list[float], eval_mode: float, title: str = ""):
     """Accuracy when BatchNorm normalises each batch by its own statistics (training mode), by batch size,
     against evaluation mode (the running statistics: the same for any batch size)."""
@@ -381,7 +412,7 @@ def accuracy_by_batch_size(batch_sizes: list[int], train_mode: list[float], eval
 
 
 def gap_by_seed(summary: dict, notebooks: list[str]):
-    """The train - test gap of each seed, for two or more steps (results/steps.json), a line joining
+    """The clean train - test gap of each seed, for two or more steps (results/steps.json), a line joining
     the runs of one seed: a change that moves every seed the same way is more than noise."""
     steps = {s["notebook"]: s for s in summary["steps"]}
     fig, ax = _figure(figsize=(4.6, 2.8))
@@ -396,7 +427,7 @@ def gap_by_seed(summary: dict, notebooks: list[str]):
     ax.set_xticks(range(len(notebooks)))
     ax.set_xticklabels(notebooks, fontsize=8)
     ax.set_xlim(-0.3, len(notebooks) - 0.5)
-    ax.set_ylabel("train - test gap (points)")
+    ax.set_ylabel("clean train - test gap (points)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
@@ -421,23 +452,29 @@ def parameters_by_layer(models: dict[str, torch.nn.Module]):
 
 
 def class_maps(images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor):
-    """For each digit: the image, then the class score at every position of the last map (before the
-    average) for its true class and for the runner-up class; each title gives the average, the logit."""
+    """For each digit: the image, then the class score at every position of the last 5x5 map (before the
+    average) for its true class and for the runner-up, laid over the digit: position (i, j) scores the 20x20
+    window whose centre is at pixel (2i + 9.5, 2j + 9.5), so the 5x5 squares, 2 pixels each, sit at the centres
+    of their windows. Each title gives the average over the positions: the class's logit."""
     n = len(images)
-    fig, axes = _figure(n, 3, figsize=(3 * 1.25, n * 1.35), squeeze=False)
+    fig, axes = _figure(n, 3, figsize=(3 * 1.7, n * 1.85), squeeze=False)
+    extent = (8.5, 18.5, 18.5, 8.5)  # left, right, bottom, top of the 5x5 squares, in pixel coordinates
     for r in range(n):
         scores = maps[r].mean(dim=(1, 2))
         true = int(labels[r])
         other = int(scores.masked_fill(torch.arange(10) == true, -float("inf")).argmax())
         top = float(maps[r, [true, other]].abs().max())
         axes[r, 0].imshow(_image(images[r]), cmap="gray_r")
-        axes[r, 0].set_title(f"digit {true}", fontsize=7)
+        axes[r, 0].set_title(f"digit {true}", fontsize=8)
         for c, k in ((1, true), (2, other)):
-            axes[r, c].imshow(maps[r, k].numpy(), cmap="RdBu_r", vmin=-top, vmax=top)
-            axes[r, c].set_title(f"class {k}: mean {float(scores[k]):+.1f}", fontsize=7)
+            axes[r, c].imshow(_image(images[r]), cmap="gray_r")
+            axes[r, c].imshow(maps[r, k].numpy(), cmap="RdBu_r", vmin=-top, vmax=top, alpha=0.65, extent=extent)
+            axes[r, c].set_xlim(-0.5, 27.5)
+            axes[r, c].set_ylim(27.5, -0.5)
+            axes[r, c].set_title(f"class {k}: mean {float(scores[k]):+.1f}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("score per position of the 5x5 map (red +, blue -)", fontsize=8)
+    fig.suptitle("score of each position's window, at its centre (red +, blue -)", fontsize=9)
     return fig
 
 
@@ -482,12 +519,18 @@ def confusion_pairs(counts: dict[str, list[tuple[int, int, int]]], pairs: list[t
     return fig
 
 
-def accuracy_against(values: list[float], accuracies: list[float], xlabel: str, title: str = ""):
-    """Accuracy (%) against one setting, e.g. the Dropout rate left on at evaluation."""
-    fig, ax = _figure(figsize=(4.5, 2.4))
-    ax.plot(values, accuracies, marker="o")
+def accuracy_against(values: list[float], accuracies: list[float], xlabel: str, title: str = "",
+                     others: dict[str, list[float]] | None = None, label: str | None = None):
+    """Accuracy (%) against one setting, e.g. the Dropout rate left on at evaluation; ``others``: more lines
+    of the same kind, by label (then ``label`` names the first)."""
+    fig, ax = _figure(figsize=(5, 2.6))
+    ax.plot(values, accuracies, marker="o", label=label)
+    for name, accs in (others or {}).items():
+        ax.plot(values, accs, marker="s", ls="--", label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    if others:
+        ax.legend(fontsize=8)
     return fig
