@@ -1,4 +1,6 @@
-"""Shared fixtures. The repository root is importable (pytest.ini sets pythonpath = .)."""
+"""Shared fixtures and fakes: MNIST, one CPU thread, the committed notebooks, the session's tiny runs (trained once
+per settings), each step's network, the one fake of IPython's display, a file where a folder should be. The
+repository root is importable (pyproject.toml sets pythonpath = .); plain helper functions are in helpers.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from utils import data
-from utils.models import STEPS
+from utils.models import MODELS, STEPS, build_model
 
 collect_ignore = ["e2e"]  # the browser test needs Chromium + Playwright: `make e2e` runs it, `make test` does not
 
@@ -96,3 +98,47 @@ def stopped_run(tmp_path_factory):
         return dest
 
     return stopped
+
+
+@pytest.fixture(params=list(MODELS))
+def model(request):
+    """Each teaching step's network, built after torch.manual_seed(0)."""
+    torch.manual_seed(0)
+    return build_model(request.param)
+
+
+class FakeHandle:
+    """Stands in for IPython's DisplayHandle: records what a notebook would show."""
+
+    def __init__(self, shown):
+        self.shown = shown
+
+    def update(self, obj, raw=False):
+        self.shown.append(obj["text/plain"])
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """What a notebook would show, in order: every display() of IPython and of utils.course (raw text/plain, or
+    the text of a Markdown object), and every update of a display handle."""
+    import IPython.display
+
+    from utils import course
+
+    out = []
+
+    def fake_display(obj, raw=False, display_id=False):
+        out.append(obj["text/plain"] if raw else getattr(obj, "data", obj))
+        return FakeHandle(out) if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    monkeypatch.setattr(course, "display", fake_display)
+    return out
+
+
+@pytest.fixture
+def blocker(tmp_path):
+    """A plain file, where a folder would have to be."""
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    return path

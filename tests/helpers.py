@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from utils import data
 from utils.config import Config, recipe
@@ -22,12 +21,6 @@ def cli_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def run_module(*args, timeout=300) -> subprocess.CompletedProcess:
-    """``python -m <args>`` from the repository root, as a user would type it."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def without_timing(history: list[dict]) -> list[dict]:
     """A run's per-epoch history without the wall-clock fields, which legitimately differ."""
     return [{k: v for k, v in row.items() if k not in ("seconds", "wall", "wall_seconds")} for row in history]
@@ -38,6 +31,11 @@ def tiny_config(**overrides) -> Config:
     batch 128, CPU; the 10k test images are scored after every epoch."""
     base = dict(train_subset=1024, epochs=3, batch_size=128, device="cpu")
     return recipe(overrides.pop("model", "final"), **{**base, **overrides})
+
+
+def small(**overrides) -> Config:
+    """Two epochs on 256 images: a run of a few seconds that still writes everything a real run does."""
+    return tiny_config(**{"train_subset": 256, "epochs": 2, **overrides})
 
 
 def copy_of_mnist(root) -> Path:
@@ -57,8 +55,6 @@ def one_epoch_metrics(model: str, out) -> dict:
 def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> dict:
     """The metrics.json a run of ``model`` with this test accuracy at each epoch would write into ``out``
     (made by utils.runs, not trained)."""
-    import torch
-
     from utils.runs import Run, make_metrics
 
     run = Run(recipe(model, epochs=len(test_accuracies), seed=seed), Path(out), torch.device("cpu"), None, False)
@@ -93,6 +89,11 @@ def quiet(*_):
     """A log= that prints nothing."""
 
 
+def no_work(*args, **kwargs):
+    """Patched over the function that does a command's work, where its arguments must be refused first."""
+    raise AssertionError("work started before the arguments were checked")
+
+
 def stop_after_saving(patch, epochs: int, why: str = "Ctrl-C") -> None:
     """Make the next run raise KeyboardInterrupt right after it saved epoch ``epochs`` (what Ctrl-C, or a
     SIGKILL, then leaves on disk); ``patch``: a monkeypatch (context)."""
@@ -123,6 +124,48 @@ def one_error_line(capsys, main, argv, *words, status=2):
     for word in words:
         assert word in lines[0], (word, lines[0])
     return lines[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders: a run copied to damage, files compared byte for byte, a checkpoint edited
+# --------------------------------------------------------------------------------------------------
+
+def copy_run(finished, tmp_path, name="copy") -> Path:
+    """A copy of the folder of ``finished`` (a tiny_run result: folder, metrics) in ``tmp_path``."""
+    dest = tmp_path / name
+    shutil.copytree(finished[0], dest)
+    return dest
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """name -> bytes of every entry of ``folder`` (one level)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def tree(root) -> dict[str, bytes]:
+    """relative path -> bytes of every file under ``root``, at any depth."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def weights(run_dir) -> dict:
+    return torch.load(Path(run_dir) / "checkpoint.pt", weights_only=True)["model_state"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def edited_checkpoint(run_dir, **changes) -> Path:
+    """Rewrite ``run_dir``'s checkpoint with some entries changed (``None`` removes one)."""
+    path = run_dir / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            state.pop(key)
+        else:
+            state[key] = value
+    torch.save(state, path)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,12 +1,10 @@
-"""Our batched affine against torchvision, and the randomness it draws."""
+"""utils.augment: our batched affine against torchvision, and the randomness it draws within the recipe's ranges."""
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from utils import augment, data
-
-pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +74,16 @@ def test_parameter_ranges_match_the_seed_recipe():
     assert angle.min() >= -5 and angle.max() <= 5 and angle.std() > 2
     assert set(translate.unique().tolist()) == {-1.0, 0.0, 1.0}  # 5% of 28 px, whole pixels
     assert scale.min() >= 0.95 and scale.max() <= 1.05
+
+
+def test_augmentation_ranges_bound_the_draws():
+    gen = torch.Generator().manual_seed(0)
+    angle, shift, scale = augment.random_affine_params(5000, generator=gen, degrees=12.0, translate=0.1)
+    assert angle.abs().max() <= 12.0 and angle.abs().max() > 11.0
+    assert shift.abs().max() == round(0.1 * 28) and torch.equal(shift, shift.round())
+    assert scale.min() >= 1 - augment.SCALE and scale.max() <= 1 + augment.SCALE
+    default = augment.random_affine_params(5000, generator=torch.Generator().manual_seed(0))
+    assert default[0].abs().max() <= augment.DEGREES
 
 
 def test_seed_recipe_blur_is_the_identity(digits):

@@ -8,7 +8,7 @@ import types
 
 import pytest
 import torch
-from helpers import one_error_line
+from helpers import no_work, one_error_line
 
 from tools import bench
 
@@ -118,6 +118,15 @@ def test_record_writes_into_the_results_tree(tmp_path, monkeypatch, capsys):
 
 def test_bad_arguments_fail_with_one_line(capsys):
     one_error_line(capsys, bench.main, ["--images", "0"], "--images")
+
+
+@pytest.mark.parametrize("where", ["inside a file", "a folder"])
+def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path, blocker, capsys, monkeypatch,
+                                                                         where):
+    bad = str(blocker / "x.json") if where == "inside a file" else str(tmp_path)
+    monkeypatch.setattr(bench, "usual_dataset", no_work)
+    one_error_line(capsys, bench.main, ["--device", "cpu", "--json", bad], "--json", bad)
+    assert blocker.read_text() == "not a folder"
 
 
 def test_one_setting_is_one_lever_row_across_the_stored_results():

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import yaml
-from helpers import pins, requirements
+from helpers import ROOT, pins, requirements
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPAT_TORCH = {"torch": "2.9.1", "torchvision": "0.24.1"}  # Colab's kind of stack: an older pair
 
 

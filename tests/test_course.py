@@ -1,42 +1,20 @@
-"""utils.course: what the notebooks call to set up, show the code, and print results."""
+"""utils.course: what the notebooks call to set up (the recipe, quick mode, the run folder), show the code, and
+print results; the before/after comparison and the seed tables, for a notebook opened alone too (e.g. on Colab,
+one machine per notebook: it falls back to the earlier step's stored curves); damaged stored results named in one
+line. What a notebook would show is recorded by the conftest fixture ``shown``."""
 from __future__ import annotations
 
 import inspect
 import json
-from pathlib import Path
 
+import matplotlib
 import pytest
-from helpers import one_epoch_metrics
+from helpers import ROOT, one_epoch_metrics
 
-from utils import augment, course
+from utils import augment, course, plots, runs
 from utils.config import Config, recipe, resolve_device, stored_settings
 from utils.models import MODELS
-from utils.train import evaluate, train, train_epoch
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class FakeHandle:
-    """Stands in for IPython's DisplayHandle: records what a notebook would show."""
-
-    def __init__(self, shown):
-        self.shown = shown
-
-    def update(self, obj, raw=False):
-        self.shown.append(obj["text/plain"])
-
-
-@pytest.fixture
-def shown(monkeypatch):
-    """What utils.course displays (Markdown text, or raw text/plain), in order."""
-    out = []
-
-    def fake_display(obj, raw=False, display_id=False):
-        out.append(obj["text/plain"] if raw else getattr(obj, "data", obj))
-        return FakeHandle(out) if display_id else None
-
-    monkeypatch.setattr(course, "display", fake_display)
-    return out
+from utils.train import evaluate, train_epoch
 
 
 def added_and_removed(lines):
@@ -117,33 +95,33 @@ def test_setup_reads_the_recipe_and_quick_mode(monkeypatch, capsys):
 
 
 def test_setup_refuses_a_bad_parameter_before_anything_runs(monkeypatch, capsys):
-    """papermill -p epochs -3 (issue 7, case 1): one clear error in the set-up cell, not torch's from a later cell."""
+    """papermill -p epochs -3: one clear error in the set-up cell, not torch's from a later cell."""
     monkeypatch.delenv(course.QUICK_ENV, raising=False)
     with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be a positive integer, got -3"):
         course.setup("01_baseline", epochs=-3)
     assert capsys.readouterr().out == ""  # nothing printed as if a run were set up
 
 
-def test_train_drives_a_pluggable_reporter(tmp_path, one_cpu_thread):
-    events = []
+@pytest.mark.parametrize("out_dir", [5, "", "  "])
+def test_setup_refuses_an_out_dir_that_is_no_path(monkeypatch, out_dir):
+    monkeypatch.delenv(course.QUICK_ENV, raising=False)
+    with pytest.raises(runs.RunError, match="out_dir must be a folder path") as refused:
+        course.setup("01_baseline", out_dir=out_dir)
+    assert len(refused.value._render_traceback_()) == 1, "a notebook shows the one line, not a traceback"
 
-    class Recorder:
-        def __init__(self, desc, epochs, steps_per_epoch, done_epochs):
-            events.append(("start", desc, epochs, steps_per_epoch, done_epochs))
 
-        def update(self, n):
-            events.append(("update", n))
+@pytest.mark.parametrize("value, quick", [("1", True), ("yes", True), ("true", True), ("True", True), (" 1", True),
+                                          ("on", True), ("0", False), ("false", False), ("no", False), ("", False)])
+def test_quick_mode_takes_the_usual_spellings(monkeypatch, value, quick):
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    assert course.setup("01_baseline").quick is quick
 
-        def write(self, line):
-            events.append(("write", line.split()[1]))
 
-        def close(self):
-            events.append(("close",))
-
-    cfg = recipe("gap", epochs=2, train_subset=256, batch_size=64, device="cpu")
-    train(cfg, tmp_path / "run", progress=Recorder, log=lambda *_: None)
-    assert events[0] == ("start", "gap", 2, 4, 0)
-    assert events[1:] == [("update", 1)] * 4 + [("write", "1/2")] + [("update", 1)] * 4 + [("write", "2/2"), ("close",)]
+@pytest.mark.parametrize("value", ["garbage", "2", "yes please"])
+def test_quick_mode_refuses_anything_else(monkeypatch, value):
+    monkeypatch.setenv(course.QUICK_ENV, value)
+    with pytest.raises(runs.RunError, match=f"MNIST_COURSE_QUICK={value!r} is neither on"):
+        course.setup("01_baseline")
 
 
 def test_earlier_metrics_reads_a_sibling_run(tmp_path):
@@ -152,6 +130,29 @@ def test_earlier_metrics_reads_a_sibling_run(tmp_path):
     (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps(metrics))
     assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") == metrics
     assert course.earlier_metrics(tmp_path / "02_batchnorm", "00_missing") is None
+
+
+@pytest.mark.parametrize("text", ['{"model": "baseline", "params": 11', "[1, 2]", '{"params": 3}', "{}"])
+def test_the_comparison_names_a_damaged_earlier_run(tmp_path, capsys, text):
+    (tmp_path / "01_baseline").mkdir()
+    (tmp_path / "01_baseline" / "metrics.json").write_text(text)
+    assert course.earlier_metrics(tmp_path / "02_batchnorm", "01_baseline") is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "01_baseline/metrics.json is not a run's metrics" in lines[0], lines
+    assert "execute 01_baseline.ipynb again" in lines[0]
+
+
+@pytest.mark.parametrize("text", ['{"config": {"epochs": 15, "lr', "[]", '{"steps": [{}]}', '{"steps": 3}'])
+def test_seed_tables_name_a_damaged_steps_json(tmp_path, capsys, text):
+    """One line from each helper, naming the file and how to write it again."""
+    path = tmp_path / "steps.json"
+    path.write_text(text)
+    course.seed_table("02_batchnorm", path)
+    course.show_steps(path)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2, lines  # one from each helper
+    for line in lines:
+        assert f"{path} is not a summary written by `python -m tools.steps`" in line and "`make steps`" in line
 
 
 def test_run_folder_is_relative_to_the_notebooks_folder(tmp_path):
@@ -183,3 +184,85 @@ def test_a_summary_made_before_momentum_was_a_setting_reads_as_what_it_trained_w
     monkeypatch.setattr(course, "recipe_settings", lambda m: {**today(m), "momentum": 0.9, "nesterov": False})
     warning = course.stale_warning(summary)
     assert "momentum=0.95 (the code: 0.9)" in warning and "nesterov=True (the code: False)" in warning
+
+
+# --------------------------------------------------------------------------------------------------
+# A notebook opened alone (the earlier step's stored runs stand in for its run here), and the seed table's lines
+# --------------------------------------------------------------------------------------------------
+
+SUMMARY = {
+    "device": "cpu (x86_64, 1 threads)", "seeds": [1, 2], "config": {},
+    "steps": [{"notebook": "01_baseline", "params": 11586,
+               "test_accuracy": {"mean": 99.354, "std": 0.05, "min": 99.30, "max": 99.43},
+               "gap": {"mean": 0.5238, "std": 0.05, "min": 0.44, "max": 0.57},
+               "runs": [{"seed": 1, "final_test_accuracy": 99.30, "final_train_accuracy": 99.87, "gap": 0.57,
+                         "test_accuracy_curve": [96.74, 98.1, 99.30]},
+                        {"seed": 2, "final_test_accuracy": 99.43, "final_train_accuracy": 99.9, "gap": 0.47,
+                         "test_accuracy_curve": [96.9, 98.0, 99.43]}]},
+              {"notebook": "02_batchnorm", "params": 11656,
+               "test_accuracy": {"mean": 99.458, "std": 0.06, "min": 99.42, "max": 99.55},
+               "gap": {"mean": 0.4543, "std": 0.05, "min": 0.38, "max": 0.51}, "runs": []}],
+}
+
+
+@pytest.fixture
+def steps_json(tmp_path, monkeypatch):
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps(SUMMARY))
+    monkeypatch.setattr(course, "STEPS_JSON", path)
+    return path
+
+
+def test_a_stored_seed_is_shaped_like_a_run(steps_json):
+    run = course.stored_step_run("01_baseline", 1, steps_json)
+    assert run["epochs"] == 3 and run["final_test_accuracy"] == 99.30 and run["params"] == 11586
+    assert run["history"] == [{"epoch": 1, "test_accuracy": 96.74}, {"epoch": 2, "test_accuracy": 98.1},
+                              {"epoch": 3, "test_accuracy": 99.30}]
+    assert course.gap(run) == pytest.approx(0.57)
+    assert "no run of 01_baseline here: seed 1 as stored in" in run["source"] and "1 threads" in run["source"]
+    assert course.stored_step_run("01_baseline", 7, steps_json) is None
+    assert course.stored_step_run("03_dropout", 1, steps_json) is None
+    assert course.stored_step_run("01_baseline", 1, steps_json.parent / "missing.json") is None
+
+
+def test_previous_step_prefers_the_run_beside_this_one(tmp_path, monkeypatch):
+    stored = tmp_path / "steps.json"
+    stored.write_text(json.dumps(SUMMARY))
+    monkeypatch.setattr(course, "stored_step_run", lambda nb, seed=1, path=stored: course.stored_seed(nb, seed, path)
+                        and {"source": "stored"})
+    metrics = one_epoch_metrics("baseline", tmp_path / "01_baseline")
+    (tmp_path / "01_baseline").mkdir()
+    (tmp_path / "01_baseline" / "metrics.json").write_text(json.dumps(metrics))
+    assert course.previous_step(tmp_path / "02_batchnorm", "01_baseline") == metrics
+    (tmp_path / "01_baseline" / "metrics.json").unlink()
+    assert course.previous_step(tmp_path / "02_batchnorm", "01_baseline") == {"source": "stored"}
+
+
+def test_a_notebook_alone_still_draws_its_before_and_after(steps_json, tmp_path, capsys):
+    """No run of notebook 01 in this clone: 02 compares with 01's seed 1 from results/steps.json and says so."""
+    previous = course.previous_step(tmp_path / "02_batchnorm", "01_baseline")
+    now = {"params": 11656, "epochs": 2, "final_test_accuracy": 98.9, "final_train_accuracy": 98.0,
+           "history": [{"epoch": e, "train_loss": 0.1, "test_loss": 0.05, "train_accuracy": 97.0,
+                        "test_accuracy": 98.0 + e / 2} for e in (1, 2)]}
+    course.compare({"01 baseline": previous, "02 batchnorm": now})
+    out = capsys.readouterr().out
+    assert "after epoch 3 99.30%" in out and "no run of 01_baseline here" in out
+    fig = plots.training_curves(now["history"], others={"baseline": previous["history"]})
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert labels.count("test, baseline") == 1, "the stored curve is drawn where it has data: accuracy only"
+    matplotlib.pyplot.close(fig)
+
+
+def test_the_change_of_the_means_names_the_unrounded_means():
+    before, now = SUMMARY["steps"]
+    line = course.mean_change(before, now)
+    assert line.startswith("change in the mean: test accuracy +0.10 points (99.354 -> 99.458)")
+    assert "gap -0.07 points (+0.524 -> +0.454); from the unrounded means" in line
+
+
+def test_seed_note_names_the_tables_seed_and_its_thread_count(steps_json, capsys):
+    course.seed_note("01_baseline", path=steps_json)
+    out = capsys.readouterr().out
+    assert out.startswith("Seed 1 in this table: 99.30% (cpu (x86_64, 1 threads)).") and "thread count" in out
+    course.seed_note("02_batchnorm", path=steps_json)  # holds no runs: says nothing
+    assert capsys.readouterr().out == ""

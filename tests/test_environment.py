@@ -1,12 +1,10 @@
 """requirements.txt, constraints.txt, environment.yml and the Makefile describe one environment."""
 import re
 import subprocess
-from pathlib import Path
 
 import yaml
-from helpers import pins, requirements
+from helpers import ROOT, pins, requirements
 
-ROOT = Path(__file__).resolve().parent.parent
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name
 
 

@@ -1,16 +1,15 @@
-"""utils.exercises and the two tools that store what the notebooks read (tools.exercise_baselines,
-tools.lesson_weights): the verdict rule, the stored baselines and when they are refused, quick mode,
-unfinished answers that must not stop "Run All"."""
+"""utils.exercises and tools.exercise_baselines, which stores the baselines the exercises compare with: the
+verdict rule, the stored baselines and when they are refused, quick mode, unfinished answers that must not stop
+"Run All"."""
 from __future__ import annotations
 
 import json
 
 import pytest
-import torch
 from torch import nn
 
-from tools import exercise_baselines, lesson_weights
-from utils import course, exercises, lessons
+from tools import exercise_baselines
+from utils import course, exercises
 from utils.models import DropoutNet, build_model
 
 TINY = {"epochs": 1, "train_subset": 256, "holdout": 256}
@@ -41,7 +40,7 @@ def tiny_budget(monkeypatch, tmp_path):
     return tmp_path / "exercises.json"
 
 
-def test_stored_baselines_round_trip_and_are_refused_when_they_do_not_fit(tiny_budget, capsys, one_cpu_thread):
+def test_stored_baselines_round_trip_and_are_refused_when_they_do_not_fit(tiny_budget, capsys):
     path = tiny_budget
     runs, why = exercises.stored_baseline("04_gap", TINY, (1, 2), path)
     assert runs is None and "not found" in why and "python -m tools.exercise_baselines" in why
@@ -63,7 +62,7 @@ def test_stored_baselines_round_trip_and_are_refused_when_they_do_not_fit(tiny_b
     assert exercises.stored_baseline("04_gap", TINY, (1, 2), path)[0] is None
 
 
-def test_judge_trains_only_the_variant_against_stored_baselines(tiny_budget, monkeypatch, capsys, one_cpu_thread):
+def test_judge_trains_only_the_variant_against_stored_baselines(tiny_budget, monkeypatch, capsys):
     exercise_baselines.main(["--steps", "03_dropout", "--summary", str(tiny_budget), "--jobs", "1"])
     monkeypatch.setattr(exercises, "BASELINES", tiny_budget)
     trained = []
@@ -83,14 +82,14 @@ def test_judge_trains_only_the_variant_against_stored_baselines(tiny_budget, mon
     assert "stored in" in verdict.baseline_source and "unchanged 03_dropout" in out and "seed noise" in out
 
 
-def test_judge_trains_the_unchanged_step_too_when_nothing_fits(tiny_budget, monkeypatch, capsys, one_cpu_thread):
+def test_judge_trains_the_unchanged_step_too_when_nothing_fits(tiny_budget, monkeypatch, capsys):
     monkeypatch.setattr(exercises, "BASELINES", tiny_budget)  # no file there
     verdict = exercises.judge("05_augmentation", label="rotation 15", degrees=15)
     assert verdict.settings == {"degrees": 15} and verdict.baseline_source == "trained here"
     assert "training it here too" in capsys.readouterr().out
 
 
-def test_quick_mode_trains_both_on_the_quick_budget(tiny_budget, monkeypatch, capsys, one_cpu_thread):
+def test_quick_mode_trains_both_on_the_quick_budget(tiny_budget, monkeypatch, capsys):
     monkeypatch.setenv(course.QUICK_ENV, "1")
     monkeypatch.setattr(exercises, "QUICK_SEEDS", (1, 2))
     monkeypatch.setattr(exercises, "REPO_ROOT", tiny_budget.parent)
@@ -113,7 +112,7 @@ def test_an_unfinished_answer_prints_a_message_instead_of_raising(tiny_budget, c
     assert exercises.training_cost({"step 1": lambda: build_model("baseline"), "mine": Unfinished}) is None
 
 
-def test_training_cost_measures_each_network(capsys, one_cpu_thread):
+def test_training_cost_measures_each_network(capsys):
     ms = exercises.training_cost({"step 1": lambda: build_model("baseline"), "step 4": lambda: build_model("gap")},
                                  batch_size=16)
     assert set(ms) == {"step 1", "step 4"} and all(v > 0 for v in ms.values())
@@ -126,19 +125,3 @@ def test_the_stored_exercise_baselines_fit_the_code():
     for notebook in ("01_baseline", "02_batchnorm", "03_dropout", "04_gap", "05_augmentation"):
         runs, why = exercises.stored_baseline(notebook, exercises.BUDGET, exercises.SEEDS)
         assert runs is not None, why
-
-
-def test_lesson_weights_trains_and_stores_a_network_trained_loads(tmp_path, monkeypatch, one_cpu_thread):
-    tiny = lessons.lesson_config("gap")
-    small = dict(epochs=1, train_subset=256, holdout=256)
-    monkeypatch.setattr(lessons, "lesson_config", lambda model: lessons.recipe(model, seed=1, **small))
-    monkeypatch.setattr(lesson_weights, "lesson_config", lessons.lesson_config)
-    assert tiny.holdout == lessons.LESSON_HOLDOUT
-    args = ["--models", "gap", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "lessons")]
-    assert lesson_weights.main(args) == 0
-    model, record = lessons.trained("gap", tmp_path / "lessons")
-    assert "stale" not in record and record["command"].startswith("python -m tools.lesson_weights")
-    assert set(record) >= {"model", "config", "model_state", "final_val_accuracy", "device", "versions"}
-    with torch.no_grad():
-        assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
-    assert lesson_weights.main(args) == 0, "a finished run is reused"

@@ -1,4 +1,5 @@
-"""utils.lessons: the concept sections' computations, on small inputs, and the stored lesson networks."""
+"""utils.lessons: the concept sections' computations, on small inputs, and the stored lesson networks, which
+tools.lesson_weights trains and stores. The one-cycle schedule the lessons draw: test_train.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+from tools import lesson_weights
 from utils import lessons
 from utils.config import recipe
 from utils.data import normalize
 from utils.models import build_model
 from utils.runs import RunError
 from utils.summary import layer_table
-from utils.train import BACKGROUND, evaluate, load_device_data, schedule
+from utils.train import BACKGROUND, evaluate, load_device_data
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def digits(mnist):
 
 
 @pytest.mark.parametrize("name", ["baseline", "final"])
-def test_measured_receptive_field_is_the_computed_one(name, digits, one_cpu_thread):
+def test_measured_receptive_field_is_the_computed_one(name, digits):
     torch.manual_seed(0)
     model = build_model(name)
     for row in layer_table(model):
@@ -40,7 +42,7 @@ def test_bounding_boxes_measure_the_ink():
     assert lessons.bounding_boxes(images).tolist() == [[20, 5], [28, 28]]
 
 
-def test_layer_outputs_name_each_layer_of_the_kind(digits, one_cpu_thread):
+def test_layer_outputs_name_each_layer_of_the_kind(digits):
     torch.manual_seed(0)
     model = build_model("baseline").eval()
     outs = lessons.layer_outputs(model, digits[:2], kinds=(nn.ReLU,))
@@ -48,7 +50,7 @@ def test_layer_outputs_name_each_layer_of_the_kind(digits, one_cpu_thread):
     assert outs["features.10"].shape == (2, 16, 5, 5) and (outs["features.2"] >= 0).all()
 
 
-def test_activation_stats_with_and_without_batchnorm(mnist, one_cpu_thread):
+def test_activation_stats_with_and_without_batchnorm(mnist):
     x, y = normalize(mnist.train_images[:64]), mnist.train_labels[:64]
     stats = {}
     for name in ("baseline", "batchnorm"):
@@ -62,7 +64,7 @@ def test_activation_stats_with_and_without_batchnorm(mnist, one_cpu_thread):
     assert all(r.grad_std > 0 and r.weight_grad_ratio > 0 and 0 < r.zero < 1 for rows in stats.values() for r in rows)
 
 
-def test_batchnorm_in_training_mode_works_on_a_copy(digits, one_cpu_thread):
+def test_batchnorm_in_training_mode_works_on_a_copy(digits):
     torch.manual_seed(0)
     model = build_model("final").eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -72,7 +74,7 @@ def test_batchnorm_in_training_mode_works_on_a_copy(digits, one_cpu_thread):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the model itself is untouched"
 
 
-def test_running_statistics_from_training_change_only_the_statistics(one_cpu_thread):
+def test_running_statistics_from_training_change_only_the_statistics():
     cfg = recipe("final", train_subset=512, epochs=1, device="cpu")
     data = load_device_data(cfg, torch.device("cpu"))
     torch.manual_seed(0)
@@ -86,7 +88,7 @@ def test_running_statistics_from_training_change_only_the_statistics(one_cpu_thr
             assert torch.equal(a, b), f"{name}: weights are untouched"
 
 
-def test_class_activation_maps_average_to_the_outputs(digits, one_cpu_thread):
+def test_class_activation_maps_average_to_the_outputs(digits):
     torch.manual_seed(0)
     model = build_model("gap").eval()
     maps, scores = lessons.class_activation_maps(model, digits[:8])
@@ -97,7 +99,7 @@ def test_class_activation_maps_average_to_the_outputs(digits, one_cpu_thread):
         lessons.class_activation_maps(build_model("baseline"), digits[:2])
 
 
-def test_dropout_left_on_at_evaluation(digits, one_cpu_thread):
+def test_dropout_left_on_at_evaluation(digits):
     torch.manual_seed(0)
     model = build_model("final").eval()
     labels = evaluate(model, digits, torch.zeros(len(digits), dtype=torch.long))["predictions"]
@@ -113,7 +115,7 @@ def test_shift_image_fills_what_it_uncovers():
     assert torch.equal(lessons.shift_image(image, 0, 0.0), image)
 
 
-def test_answers_under_moves_include_the_unmoved_image(digits, one_cpu_thread):
+def test_answers_under_moves_include_the_unmoved_image(digits):
     torch.manual_seed(0)
     model = build_model("final").eval()
     answers = lessons.answers_under_moves(model, digits[:4], BACKGROUND)
@@ -128,17 +130,6 @@ def test_top_confusions_counts_pairs():
     predictions = torch.tensor([7, 7, 1, 3, 3, 3, 1])
     assert lessons.top_confusions(predictions, labels) == [(1, 7, 2), (2, 3, 2), (7, 1, 1)]
     assert lessons.top_confusions(labels, labels) == []
-
-
-def test_schedule_follows_one_cycle():
-    cfg = recipe("baseline", epochs=4)
-    curves = schedule(cfg, steps=10)
-    peak = curves["lr"].index(max(curves["lr"]))
-    assert len(curves["lr"]) == len(curves["momentum"]) == 40
-    assert curves["lr"][0] == pytest.approx(cfg.lr / 25) and max(curves["lr"]) == pytest.approx(cfg.lr)
-    assert peak == round(cfg.warmup * 40) - 1 or peak == round(cfg.warmup * 40)
-    assert curves["momentum"][0] == pytest.approx(cfg.momentum)
-    assert curves["momentum"][peak] == pytest.approx(cfg.min_momentum, abs=1e-3)
 
 
 def test_multiply_adds_per_layer():
@@ -192,3 +183,19 @@ def test_trained_notes_a_network_made_with_other_settings(tmp_path):
     torch.save(record, tmp_path / "gap.pt")
     _, loaded = lessons.trained("gap", tmp_path)
     assert "re-run `python -m tools.lesson_weights`" in loaded["stale"]
+
+
+def test_lesson_weights_trains_and_stores_a_network_trained_loads(tmp_path, monkeypatch):
+    tiny = lessons.lesson_config("gap")
+    small = dict(epochs=1, train_subset=256, holdout=256)
+    monkeypatch.setattr(lessons, "lesson_config", lambda model: lessons.recipe(model, seed=1, **small))
+    monkeypatch.setattr(lesson_weights, "lesson_config", lessons.lesson_config)
+    assert tiny.holdout == lessons.LESSON_HOLDOUT
+    args = ["--models", "gap", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "lessons")]
+    assert lesson_weights.main(args) == 0
+    model, record = lessons.trained("gap", tmp_path / "lessons")
+    assert "stale" not in record and record["command"].startswith("python -m tools.lesson_weights")
+    assert set(record) >= {"model", "config", "model_state", "final_val_accuracy", "device", "versions"}
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert lesson_weights.main(args) == 0, "a finished run is reused"

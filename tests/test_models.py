@@ -1,21 +1,16 @@
-"""The seed README's model checks, made meaningful, for every teaching step."""
+"""utils.models: the seed README's model checks, made meaningful, for every teaching step (the conftest
+fixture ``model`` builds each one), what each step changes in the one before, and that the trunk tools.tune
+chose builds the final network. What predict refuses for every step: test_predict.py; the layer table:
+test_summary.py."""
 import pytest
 import torch
 from torch import nn
 
 from utils import MAX_PARAMS
 from utils.models import DROPOUT, MODELS, STEPS, build_model
-from utils.predict import predict
-from utils.summary import count_parameters, layer_table
+from utils.summary import count_parameters
 
 NAMES = list(MODELS)
-pytestmark = pytest.mark.usefixtures("one_cpu_thread")
-
-
-@pytest.fixture(params=NAMES)
-def model(request):
-    torch.manual_seed(0)
-    return build_model(request.param)
 
 
 def test_single_image_gives_ten_logits(model):
@@ -49,31 +44,6 @@ def test_gradients_reach_every_parameter(model):
     for name, p in model.named_parameters():
         assert p.grad is not None, f"no gradient for {name}"
         assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
-
-
-@pytest.mark.parametrize(
-    "shape, words",
-    [
-        ((2, 3, 28, 28), ["1 input channel", "3 channels"]),
-        ((2, 2, 28, 28), ["1 input channel", "2 channels"]),
-        ((2, 1, 32, 32), ["28x28", "32x32"]),
-        ((2, 1, 27, 28), ["28x28", "27x28"]),
-        ((1, 28, 28), ["(N, 1, 28, 28)", "3 dimensions"]),
-        ((2, 1, 1, 28, 28), ["(N, 1, 28, 28)", "5 dimensions"]),
-    ],
-)
-def test_bad_shapes_raise_value_error_saying_expected_and_got(model, shape, words):
-    with pytest.raises(ValueError) as err:
-        predict(model, torch.randn(*shape))
-    for w in words:
-        assert w in str(err.value)
-
-
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
-def test_integer_input_is_refused(model, dtype):
-    with pytest.raises(ValueError) as err:
-        predict(model, torch.zeros(2, 1, 28, 28, dtype=dtype))
-    assert "(N, 1, 28, 28)" in str(err.value) and str(dtype) in str(err.value)
 
 
 def test_parameter_budgets():
@@ -149,58 +119,6 @@ def test_steps_name_a_model_each_in_course_order():
 def test_unknown_model_name_lists_the_choices():
     with pytest.raises(ValueError, match="baseline, batchnorm, dropout, gap, final"):
         build_model("resnet")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_layer_table_shapes_come_from_a_real_forward(name):
-    model = build_model(name).eval()
-    seen = []  # output shapes recorded independently, with our own hooks on every leaf layer
-    leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(lambda m, i, o: seen.append((type(m).__name__, tuple(o.shape[1:]))))
-               for m in leaves]
-    with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
-    for h in handles:
-        h.remove()
-    rows = layer_table(model)
-    assert [(r.kind, r.output_shape) for r in rows] == seen
-    assert rows[-1].output_shape == (10,)
-    assert sum(r.params for r in rows) == count_parameters(model)
-
-
-def test_layer_table_of_the_final_model():
-    model = build_model("final")
-    rows = layer_table(model)
-    convs = [r for r in rows if r.kind == "Conv2d"]
-    # unpadded 3x3 convolutions: 28 -> 26, pooled to 13, then 11, 9, 7, 5; the head's 1x1 after GAP
-    assert [r.output_shape[-1] for r in convs] == [26, 11, 9, 7, 5, 1]
-    # worked by hand: 3; the 2x2 pool adds 1 and doubles the jump; each 3x3 then adds 2 x 2 = 4;
-    # GAP over the 5x5 map adds (5 - 1) x 2 = 8, so the prediction sees all 28 pixels
-    assert [r.receptive_field for r in convs] == [3, 8, 12, 16, 20, 28]
-    assert rows[-1].receptive_field >= 28, "the prediction must see the whole digit"
-    rf = [r.receptive_field for r in rows]
-    assert rf == sorted(rf), "receptive field never shrinks"
-
-
-def test_a_dense_head_sees_the_whole_map_too():
-    rows = layer_table(build_model("baseline"))
-    flatten, linear = rows[-2], rows[-1]
-    assert (flatten.kind, linear.kind) == ("Flatten", "Linear")
-    assert rows[-3].receptive_field == 20 and flatten.receptive_field == linear.receptive_field == 28
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_layer_table_leaves_the_model_untouched(training):
-    torch.manual_seed(0)
-    model = build_model("final")
-    model(torch.randn(16, 1, 28, 28))  # non-trivial running statistics
-    model.train(training)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    layer_table(model)
-    assert model.training == training and all(m.training == training for m in model.modules())
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before), "BatchNorm running stats unchanged"
-    assert not any(m._forward_hooks for m in model.modules()), "the probe's hooks are removed"
 
 
 def test_the_tuned_candidate_is_the_final_model():

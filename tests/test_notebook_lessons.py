@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import nbformat
-import pytest
 import yaml
+from helpers import NOTEBOOKS
 
 from utils.models import STEPS
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BOUNDARY = re.compile(r"#\s+(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS|PROMPT)\b", re.I)
-
-
-@pytest.fixture(params=list(STEPS), scope="module")
-def notebook(request):
-    return request.param, nbformat.read(NOTEBOOKS / f"{request.param}.ipynb", as_version=4)
 
 
 def headings(nb) -> list[str]:
@@ -42,15 +35,15 @@ def has_figure(cell) -> bool:
     return any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
 
 
-def test_a_concept_section_with_at_least_three_stored_figures(notebook):
-    stem, nb = notebook
+def test_a_concept_section_with_at_least_three_stored_figures(committed_notebook):
+    stem, nb = committed_notebook
     concept = [c for title, cells in sections(nb) if title.startswith(("Concept", "Design")) for c in cells]
     figures = [c for c in concept if c.cell_type == "code" and has_figure(c)]
     assert len(figures) >= 3, f"{stem}: {len(figures)} figures computed in its concept sections"
 
 
-def test_at_least_two_exercises_and_a_questionnaire(notebook):
-    stem, nb = notebook
+def test_at_least_two_exercises_and_a_questionnaire(committed_notebook):
+    stem, nb = committed_notebook
     exercises = [h for h in headings(nb) if h.startswith("Exercise ")]
     assert len(exercises) >= 2, exercises
     assert "Questionnaire" in headings(nb)
@@ -101,8 +94,8 @@ def blanked(source: str) -> str:
     return "\n".join(out)
 
 
-def test_every_exercise_is_an_otter_question_with_a_check(notebook):
-    stem, nb = notebook
+def test_every_exercise_is_an_otter_question_with_a_check(committed_notebook):
+    stem, nb = committed_notebook
     questions = otter_blocks(nb)
     names = [q["config"]["name"] for q in questions]
     assert len(names) == len(set(names)) >= 2
@@ -119,24 +112,24 @@ def test_every_exercise_is_an_otter_question_with_a_check(notebook):
     assert len(configs) == 1 and yaml.safe_load(configs[0].source)["name"] == stem
 
 
-def test_raw_cells_are_yaml_and_harmless_python(notebook):
+def test_raw_cells_are_yaml_and_harmless_python(committed_notebook):
     """Colab has no raw cell type: were one run as code, it must do nothing (and otter reads it as YAML)."""
-    _, nb = notebook
+    _, nb = committed_notebook
     for cell in (c for c in nb.cells if c.cell_type == "raw"):
         assert isinstance(yaml.safe_load(cell.source) or {}, dict)
         compile(cell.source, "raw cell", "exec")
         assert not re.search(r":\s*(true|false)\b", cell.source), "Python's True/False read as YAML booleans too"
 
 
-def test_exercises_come_after_the_analysis(notebook):
-    _, nb = notebook
+def test_exercises_come_after_the_analysis(committed_notebook):
+    _, nb = committed_notebook
     titles = [t for t, _ in sections(nb)]
     assert titles.index("Exercises") > next(i for i, t in enumerate(titles) if t.startswith("Analysis"))
     assert titles[-1] == "Questionnaire"
 
 
-def test_the_before_and_after_works_for_a_notebook_opened_alone(notebook):
-    stem, nb = notebook
+def test_the_before_and_after_works_for_a_notebook_opened_alone(committed_notebook):
+    stem, nb = committed_notebook
     if stem == "01_baseline":
         return
     previous = list(STEPS)[list(STEPS).index(stem) - 1]
@@ -161,10 +154,10 @@ def test_notebook_02_asserts_its_batchnorm_equals_pytorchs():
     assert "training mode" in "".join(o.get("text", "") for o in cell.outputs)
 
 
-def test_the_set_up_cell_says_what_it_is_and_colab_folds_it(notebook):
+def test_the_set_up_cell_says_what_it_is_and_colab_folds_it(committed_notebook):
     """JupyterLab shows it (a collapsed input has no prompt, and the browser test counts prompts); Colab
     shows a titled form."""
-    _, nb = notebook
+    _, nb = committed_notebook
     boot = [c for c in nb.cells if c.cell_type == "code"][1]
     assert boot.source.startswith("#@title Set-up") and boot.metadata.get("cellView") == "form"
     assert len(boot.source.splitlines()) <= 22

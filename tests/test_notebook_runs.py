@@ -111,7 +111,7 @@ def shortened(nb, epochs: int, banner: bool):
 
 @pytest.mark.parametrize("banner", [False, True], ids=["shorter run", "shorter run in quick mode"])
 def test_a_stored_notebook_edited_to_a_shorter_run_is_caught(banner):
-    """The regression the issue found: 02_batchnorm's stored run edited to 10 epochs (and a QUICK MODE
+    """A regression once missed: 02_batchnorm's stored run edited to 10 epochs (and a QUICK MODE
     banner) passed every notebook test."""
     nb = shortened(read_notebook("02_batchnorm"), 10, banner)
     found = " | ".join(stored_run_problems(nb, "02_batchnorm"))

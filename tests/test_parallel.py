@@ -1,13 +1,12 @@
-"""tools.parallel: how many runs a sweep trains side by side, on how many threads each, and what its
-tables say about it. That the runs give the same numbers side by side is tests/test_steps.py's."""
-import json
+"""tools.parallel: how many runs a sweep trains side by side, and on how many threads each. That the runs give
+the same numbers side by side is tests/test_steps.py's; what the tables say about it, test_seeds.py's and
+test_report.py's."""
 import os
 
 import pytest
 import torch
 
-from tools import parallel, seeds
-from utils.runs import REPO_ROOT
+from tools import parallel
 
 
 def test_one_run_per_usable_core_on_the_cpu_and_one_at_a_time_on_a_gpu(monkeypatch):
@@ -53,20 +52,3 @@ def test_one_call_or_one_job_runs_in_this_process():
     pid = os.getpid()
     assert parallel.run_all(os.getpid, [{}], jobs=4) == [pid], "one call: no worker process is started"
     assert parallel.run_all(os.getpid, [{}, {}], jobs=1) == [pid, pid]
-
-
-def test_the_seed_table_says_when_its_wall_times_were_shared():
-    stored = json.loads((REPO_ROOT / "results" / "seeds.json").read_text())
-    # no "jobs" in the stored summary: no sentence (the README's paragraph above the table says how they ran)
-    assert "side by side" not in seeds.markdown_table(stored), "a summary without jobs read as side by side"
-    shared = seeds.markdown_table({**stored, "jobs": 2})
-    assert "2 seeds trained side by side, so each wall time is that of a run sharing the machine." in shared
-
-
-def test_the_step_table_says_how_many_runs_shared_the_machine():
-    from tools import report
-
-    stored = json.loads((REPO_ROOT / "results" / "steps.json").read_text())
-    assert "jobs" not in stored and report.runs_at_a_time(stored) == "two runs at a time", "the 2026-11-26 sweep"
-    assert report.runs_at_a_time({**stored, "jobs": 1}) == "one run at a time"
-    assert report.runs_at_a_time({**stored, "jobs": 8}) == "8 runs at a time"

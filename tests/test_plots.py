@@ -1,17 +1,24 @@
-"""utils.plots: every figure the notebooks draw, checked through what it draws."""
+"""utils.plots: every figure the notebooks draw (their results and their concept sections' figures), each checked
+through what it draws, on small inputs."""
 from __future__ import annotations
 
 import re
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from utils import augment, plots
+from utils import augment, lessons, plots
+from utils.data import normalize
 from utils.models import build_model
 from utils.predict import confusion_matrix
-from utils.summary import count_parameters
+from utils.summary import count_parameters, layer_table
+
+SUMMARY = {"seeds": [1, 2], "steps": [
+    {"notebook": "02_batchnorm", "gap": {"mean": 0.45}, "runs": [{"gap": 0.5}, {"gap": 0.4}]},
+    {"notebook": "03_dropout", "gap": {"mean": 0.35}, "runs": [{"gap": 0.4}, {"gap": 0.3}]}]}
 
 
 def pixels(ax) -> torch.Tensor:
@@ -19,15 +26,13 @@ def pixels(ax) -> torch.Tensor:
     return torch.from_numpy(np.array(ax.images[0].get_array()))
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def close_figures():
-    import matplotlib.pyplot as plt
-
     yield
     plt.close("all")
 
 
-def test_sample_grid_and_class_balance(close_figures):
+def test_sample_grid_and_class_balance():
     images = torch.randint(0, 256, (12, 28, 28), dtype=torch.uint8)
     labels = torch.arange(12) % 10
     fig = plots.sample_grid(images, labels, n=12, cols=4)
@@ -40,7 +45,7 @@ def test_sample_grid_and_class_balance(close_figures):
     assert heights[10:] == pytest.approx([0, 100] + [0] * 8)
 
 
-def test_training_curves_draw_every_epoch(close_figures):
+def test_training_curves_draw_every_epoch():
     history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 97 + e / 10,
                 "test_accuracy": 97.5 + e / 10} for e in range(1, 6)]
     fig = plots.training_curves(history, others={"earlier": history[:3]})
@@ -52,7 +57,7 @@ def test_training_curves_draw_every_epoch(close_figures):
     assert [line.get_label() for line in loss_ax.lines] == ["train", "test", "test, earlier"]
 
 
-def test_augmentation_preview_is_seeded(close_figures):
+def test_augmentation_preview_is_seeded():
     images = torch.zeros(2, 28, 28, dtype=torch.uint8)
     images[:, 8:20, 12:16] = 255
 
@@ -70,7 +75,7 @@ def test_augmentation_preview_is_seeded(close_figures):
     assert all(torch.allclose(arrays(a)[1 + i], first_row[i, 0]) for i in range(3))
 
 
-def test_misclassified_shows_only_the_mistakes(close_figures):
+def test_misclassified_shows_only_the_mistakes():
     images = torch.rand(6, 1, 28, 28)
     labels = torch.tensor([0, 1, 2, 3, 4, 5])
     preds = torch.tensor([0, 7, 2, 8, 4, 5])
@@ -80,7 +85,7 @@ def test_misclassified_shows_only_the_mistakes(close_figures):
     assert "2 of the 2 misclassified" in fig.get_suptitle()
 
 
-def test_confusion_plot_shows_the_counts(close_figures):
+def test_confusion_plot_shows_the_counts():
     m = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
     fig = plots.confusion(m)
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
@@ -88,16 +93,59 @@ def test_confusion_plot_shows_the_counts(close_figures):
 
 
 @pytest.mark.parametrize("name", ["baseline", "final"])
-def test_architecture_figure_has_one_block_per_convolution_and_the_head(name, close_figures):
-    from utils.summary import layer_table
-
+def test_architecture_figure_has_one_block_per_convolution_and_the_head(name):
     model = build_model(name)
     fig = plots.architecture(model)
     ax = fig.axes[0]
     convs = [r for r in layer_table(model) if r.kind == "Conv2d" and r.name.startswith("features.")]
     assert len(ax.patches) == len(convs) + 1
     texts = " ".join(t.get_text() for t in ax.texts)
-    # each block's output, as worked by hand in tests/test_models.py::test_layer_table_of_the_final_model
+    # each block's output, as worked by hand in tests/test_summary.py::test_layer_table_of_the_final_model
     assert re.findall(r"RF (\d+)", texts) == ["4", "8", "12", "16", "20", "28"]
     assert "10x13x13" in texts and "16x5x5" in texts  # shapes come from a forward pass
     assert f"{count_parameters(model):,} parameters" in ax.get_title()
+
+
+# --------------------------------------------------------------------------------------------------
+# The concept sections' figures
+# --------------------------------------------------------------------------------------------------
+
+def test_image_grid_titles_each_image_and_hides_spare_cells():
+    fig = plots.image_grid(torch.randn(5, 3, 3), [f"k{i}" for i in range(5)], cols=3, signed=True, title="kernels")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 6 and len(shown) == 5 and [ax.get_title() for ax in shown] == [f"k{i}" for i in range(5)]
+    assert shown[0].images[0].get_cmap().name == "RdBu_r" and fig._suptitle.get_text() == "kernels"
+
+
+def test_receptive_fields_draws_one_box_per_layer():
+    fig = plots.receptive_fields(torch.zeros(28, 28), {"conv 1": (13, 13, 3, 3), "conv 5": (4, 4, 20, 20)})
+    assert len(fig.axes[0].patches) == 2
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["conv 1: 3x3", "conv 5: 20x20"]
+
+
+def test_activation_figures_take_one_panel_per_network(mnist):
+    x, y = normalize(mnist.train_images[:16]), mnist.train_labels[:16]
+    stats = {name: lessons.activation_stats(build_model(name), x, y) for name in ("baseline", "batchnorm")}
+    assert len(plots.activation_histograms(stats).axes) == 2
+    scales = plots.layer_scales(stats)
+    assert len(scales.axes) == 3 and all(len(ax.get_lines()) == 2 for ax in scales.axes)
+
+
+def test_line_and_bar_figures():
+    assert len(plots.accuracy_by_batch_size([2, 8], [80.0, 95.0], 99.0).axes[0].get_lines()) == 2
+    assert len(plots.accuracy_against([0, 0.5], [99.0, 97.0], "rate").axes[0].get_lines()) == 1
+    assert len(plots.schedule_curves({"lr": [0.1, 0.2], "momentum": [0.9, 0.8]}, 1).axes) == 2
+    fig = plots.gap_by_seed(SUMMARY, ["02_batchnorm", "03_dropout"])
+    assert len(fig.axes[0].get_lines()) == 3  # two seeds and the mean
+    pairs = plots.confusion_pairs({"a": [(9, 4, 3)], "b": [(4, 9, 1)]}, [(4, 9), (9, 4)])
+    assert [round(p.get_height()) for p in pairs.axes[0].patches] == [0, 3, 1, 0]
+    bars = plots.parameters_by_layer({"gap": build_model("gap")})
+    assert len(bars.axes[0].patches) == 11  # the convolutions, BatchNorms and the head's 1x1 convolution
+
+
+def test_class_maps_and_augmentation_strengths(mnist):
+    maps = torch.randn(2, 10, 5, 5)
+    fig = plots.class_maps(torch.zeros(2, 1, 28, 28), maps, torch.tensor([3, 7]))
+    assert len(fig.axes) == 6 and fig.axes[1].get_title().startswith("class 3: mean")
+    fig = plots.augmentation_strengths(mnist.train_images[:2], {"recipe": {}, "strong": {"degrees": 30.0}})
+    assert len(fig.axes) == 2 * 5 and fig.axes[3].get_title() == "strong"

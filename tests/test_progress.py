@@ -1,30 +1,8 @@
-"""utils.progress: the notebook's one-line progress display."""
-import IPython.display
-import pytest
-
+"""utils.progress: how training shows that it is running. train() drives any reporter with tqdm's three
+methods; the notebook's one is a line updated in place (recorded by the conftest fixture ``shown``)."""
+from utils.config import recipe
 from utils.progress import NotebookProgress
-
-
-class FakeHandle:
-    """Stands in for IPython's DisplayHandle: records what a notebook would show."""
-
-    def __init__(self, shown):
-        self.shown = shown
-
-    def update(self, obj, raw=False):
-        self.shown.append(obj["text/plain"])
-
-
-@pytest.fixture
-def shown(monkeypatch):
-    out = []
-
-    def fake_display(obj, raw=False, display_id=False):
-        out.append(obj["text/plain"])
-        return FakeHandle(out) if display_id else None
-
-    monkeypatch.setattr(IPython.display, "display", fake_display)
-    return out
+from utils.train import train
 
 
 def test_notebook_progress_updates_one_line_a_few_times_per_epoch(shown, capsys):
@@ -38,3 +16,25 @@ def test_notebook_progress_updates_one_line_a_few_times_per_epoch(shown, capsys)
     assert shown[6:11] == [f"gap: epoch 2/2, step {s}/10" for s in (2, 4, 6, 8, 10)]
     assert shown[-1] == "gap: 2/2 epochs done" and len(shown) == 12
     assert capsys.readouterr().out == "epoch  2/2 ...\n"
+
+
+def test_train_drives_a_pluggable_reporter(tmp_path):
+    events = []
+
+    class Recorder:
+        def __init__(self, desc, epochs, steps_per_epoch, done_epochs):
+            events.append(("start", desc, epochs, steps_per_epoch, done_epochs))
+
+        def update(self, n):
+            events.append(("update", n))
+
+        def write(self, line):
+            events.append(("write", line.split()[1]))
+
+        def close(self):
+            events.append(("close",))
+
+    cfg = recipe("gap", epochs=2, train_subset=256, batch_size=64, device="cpu")
+    train(cfg, tmp_path / "run", progress=Recorder, log=lambda *_: None)
+    assert events[0] == ("start", "gap", 2, 4, 0)
+    assert events[1:] == [("update", 1)] * 4 + [("write", "1/2")] + [("update", 1)] * 4 + [("write", "2/2"), ("close",)]

@@ -1,9 +1,11 @@
 """The number checker (tools/quoted_numbers.py): every number a notebook's Target, Result or Analysis
-quotes must be backed by that notebook's outputs or results/steps.json; fixtures it must reject."""
+quotes must be backed by that notebook's outputs or results/steps.json; fixtures it must reject; damaged
+files named in one line."""
 from __future__ import annotations
 
 import nbformat
 import pytest
+from helpers import ROOT, one_error_line
 
 from tools import quoted_numbers
 
@@ -107,3 +109,24 @@ def test_sentences_and_step_references():
     assert quoted_numbers.sentences(text) == ["## Analysis", "**Accuracy.** It rose (step 2).", "Steps 1-3 differ.",
                                               "Next: e.g. step 4, 99.41%."]
     assert [quoted_numbers.named_steps(s) for s in quoted_numbers.sentences(text)] == [set(), {2}, {1, 2, 3}, {4}]
+
+
+def test_the_committed_notebooks_pass_the_checker_command(capsys):
+    """The guards refuse damaged files only: the committed notebooks and results/steps.json read as before."""
+    assert quoted_numbers.main([]) == 0
+
+
+@pytest.mark.parametrize("text", ['{"cells": [{"cell_type": "mark', "{}", "this is not JSON", "[]"])
+def test_quoted_numbers_names_a_damaged_notebook(tmp_path, capsys, text):
+    path = tmp_path / "broken.ipynb"
+    path.write_text(text)
+    one_error_line(capsys, quoted_numbers.main, [str(path)], "broken.ipynb", "not a readable notebook")
+
+
+@pytest.mark.parametrize("text", ['{"steps": [{"params": 78', "[1, 2]", '{"steps": 5}'])
+def test_quoted_numbers_names_a_damaged_steps_json(tmp_path, capsys, monkeypatch, text):
+    steps_json = tmp_path / "steps.json"
+    steps_json.write_text(text)
+    monkeypatch.setattr(quoted_numbers, "STEPS_JSON", steps_json)
+    one_error_line(capsys, quoted_numbers.main, [str(ROOT / "notebooks" / "01_baseline.ipynb")], "steps.json",
+                   "make steps")

@@ -2,10 +2,11 @@
 
 * README badges and each notebook's bootstrap ``REPO = "..."`` line and Colab badge name the Makefile's REPO;
 * ``python -m tools.set_repo`` rewrites all of them on a copy of the repository, changes nothing else,
-  and refuses bad input with one line, before writing anything.
+  and refuses bad input with one line, before writing anything; it changes every file or none.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import ROOT, one_error_line, tree
 
 from tools import set_repo
+from utils import fsutil
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 GITHUB_LINK = re.compile(r"(?:github\.com/|colab\.research\.google\.com/github/)([\w.-]+/[\w.-]+?)(?=[/)\s\"'#]|$)")
 COLAB_BADGE = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/main/notebooks/([\w.-]+\.ipynb)")
@@ -87,14 +89,10 @@ def small_notebook(path: Path, slug: str = CURRENT) -> None:
     nbformat.write(nb, path)
 
 
-def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_set_repo_rewrites_every_copy_and_nothing_else(tmp_path, capsys):
     root = repo_copy(tmp_path, [])
     small_notebook(root / "notebooks" / "01_step.ipynb")
-    before = files(root)
+    before = tree(root)
     assert set_repo.main([NEW, "--root", str(root)]) == 0
     assert "3 file(s) changed" in capsys.readouterr().out
     assert make_repo(root) == NEW
@@ -113,7 +111,7 @@ def test_set_repo_rewrites_every_copy_and_nothing_else(tmp_path, capsys):
     assert set_repo.main([NEW, "--root", str(root)]) == 0
     assert "0 file(s) changed" in capsys.readouterr().out
     assert set_repo.main([CURRENT, "--root", str(root)]) == 0
-    assert files(root) == before
+    assert tree(root) == before
 
 
 def test_set_repo_on_a_copy_of_the_course(tmp_path):
@@ -141,11 +139,11 @@ def test_set_repo_on_a_copy_of_the_course(tmp_path):
 def test_set_repo_refuses_a_bad_slug_and_writes_nothing(tmp_path, capsys, slug, says):
     root = repo_copy(tmp_path, [])
     small_notebook(root / "notebooks" / "01_step.ipynb")
-    before = files(root)
+    before = tree(root)
     assert set_repo.main([slug, "--root", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1
-    assert files(root) == before
+    assert tree(root) == before
 
 
 def test_set_repo_needs_the_bootstrap_line_in_every_notebook_before_writing(tmp_path, capsys):
@@ -154,21 +152,21 @@ def test_set_repo_needs_the_bootstrap_line_in_every_notebook_before_writing(tmp_
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(nb, root / "notebooks" / "02_no_repo.ipynb")
-    before = files(root)
+    before = tree(root)
     assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert "02_no_repo.ipynb" in err and 'REPO = "OWNER/NAME"' in err and len(err.splitlines()) == 1
-    assert files(root) == before, "README and the good notebook are untouched too"
+    assert tree(root) == before, "README and the good notebook are untouched too"
 
 
 def test_set_repo_reports_an_unreadable_notebook(tmp_path, capsys):
     root = repo_copy(tmp_path, [])
     (root / "notebooks" / "01_broken.ipynb").write_text("{not json")
-    before = files(root)
+    before = tree(root)
     assert set_repo.main(["alice/fork-8k", "--root", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert "01_broken.ipynb: not a readable notebook" in err and len(err.splitlines()) == 1
-    assert files(root) == before
+    assert tree(root) == before
 
 
 # What GitHub accepts, and nothing else: a copy-pasted name ending in a newline was accepted once (``$`` with
@@ -178,23 +176,63 @@ def test_set_repo_reports_an_unreadable_notebook(tmp_path, capsys):
                                   "alice/" + "n" * 101, "alice/", "/mnist-8k"])
 def test_set_repo_refuses_what_github_does_not_accept_and_writes_nothing(tmp_path, capsys, slug):
     root = repo_copy(tmp_path, NOTEBOOKS)
-    before = files(root)
+    before = tree(root)
     assert set_repo.main([slug, "--root", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and repr(slug) in err and "OWNER/NAME" in err, err
-    assert files(root) == before
+    assert tree(root) == before
 
 
 def test_set_repo_refuses_a_pasted_newline_on_the_command_line(tmp_path):
     root = repo_copy(tmp_path, NOTEBOOKS)
-    before = files(root)
+    before = tree(root)
     r = subprocess.run([sys.executable, "-m", "tools.set_repo", "alice/mnist-8k\n", "--root", str(root)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == [r.stderr.strip()] and "'alice/mnist-8k\\n'" in r.stderr, r.stderr
-    assert files(root) == before
+    assert tree(root) == before
 
 
 @pytest.mark.parametrize("slug", ["a/b", "a-b-c/x.y_z-1", "A" * 39 + "/mnist-8k", "alice/" + "n" * 100, "alice/.x"])
 def test_set_repo_accepts_every_name_github_accepts(slug):
     assert set_repo.check_slug(slug) == slug
+
+
+def test_set_repo_changes_nothing_when_one_file_cannot_be_written(tmp_path, capsys):
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    locked = root / "notebooks" / "04_gap.ipynb"
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here (root on a file system with attributes is needed); "
+                    "test_set_repo_puts_back_what_it_renamed_when_a_rename_fails covers the rollback")
+    try:
+        before = tree(root)
+        one_error_line(capsys, set_repo.main, ["alice/fork-8k", "--root", str(root)], "04_gap.ipynb",
+                       "nothing was changed")
+        assert tree(root) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+
+
+def test_set_repo_puts_back_what_it_renamed_when_a_rename_fails(tmp_path, capsys, monkeypatch):
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    before = tree(root)
+    real_replace, calls = os.replace, []
+
+    def fail_on_the_fourth(src, dst):
+        calls.append(dst)
+        if len(calls) == 4:
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", fail_on_the_fourth)
+    one_error_line(capsys, set_repo.main, ["alice/fork-8k", "--root", str(root)], "nothing was changed")
+    assert tree(root) == before, "the three files already renamed are back as they were; no temporary file"
+
+
+@pytest.mark.parametrize("slug", ["alice/..", "alice/."])
+def test_set_repo_refuses_dot_names(tmp_path, capsys, slug):
+    """GitHub refuses these names, and the Colab clone target would become /content/.."""
+    root = repo_copy(tmp_path, NOTEBOOKS)
+    before = tree(root)
+    one_error_line(capsys, set_repo.main, [slug, "--root", str(root)], repr(slug))
+    assert tree(root) == before

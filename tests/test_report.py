@@ -1,6 +1,11 @@
-"""The result tables of README.md and docs/reproducibility.md are generated from stored results, and are up to date."""
+"""tools.report: the result tables and figures of README.md and docs/reproducibility.md are generated from the
+stored results and are up to date; a damaged result file is named in one line and nothing is written."""
 import json
 import re
+import shutil
+
+import pytest
+from helpers import ROOT, one_error_line, tree
 
 from tools import report
 from utils.models import STEPS
@@ -101,3 +106,47 @@ def test_the_reproducibility_page_quotes_the_torch_2_9_seeds_as_stored():
     text = " ".join(report.REPRODUCIBILITY.read_text().split())
     assert (f"torch 2.9.1 gives {summary['at_or_above_goal']} of {len(summary['runs'])} at or above 99.40%, "
             f"mean {summary['mean']:.2f}%, lowest {summary['min']:.2f}%") in text
+
+
+def test_the_step_table_says_how_many_runs_shared_the_machine():
+    stored = json.loads((report.REPO_ROOT / "results" / "steps.json").read_text())
+    assert "jobs" not in stored and report.runs_at_a_time(stored) == "two runs at a time", "the 2026-11-26 sweep"
+    assert report.runs_at_a_time({**stored, "jobs": 1}) == "one run at a time"
+    assert report.runs_at_a_time({**stored, "jobs": 8}) == "8 runs at a time"
+
+
+def test_the_check_passes_on_the_stored_results():
+    """The guards refuse damaged files only: the stored results read as before."""
+    assert report.main(["--check"]) == 0
+    assert json.loads((ROOT / "results" / "steps.json").read_text())["steps"]
+
+
+DAMAGED = {  # stored result -> content
+    "seeds.json cut short": ("seeds.json", '{"recipe": "final (default)", "runs": [{"se'),
+    "seeds.json without runs": ("seeds.json", '{"runs": []}'),
+    "steps.json a list": ("steps.json", "[]"),
+    "steps.json cut short": ("steps.json", '{"config": {"epochs": 1'),
+    "bench file not JSON": ("bench", "{garbage"),
+    "bench file of another shape": ("bench", '{"date": "2026-01-01T00:00:00"}'),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+@pytest.mark.parametrize("check", [True, False])
+def test_report_names_a_damaged_result_and_writes_nothing(tmp_path, capsys, monkeypatch, case, check):
+    """One line naming the file and how to write it again."""
+    readme = tmp_path / "README.md"
+    shutil.copy2(report.README, readme)
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    monkeypatch.setattr(report, "README", readme)
+    monkeypatch.setattr(report, "FIGURES", tmp_path / "results" / "figures")
+    monkeypatch.setattr(report, "SEEDS", tmp_path / "results" / "seeds.json")
+    monkeypatch.setattr(report, "STEPS_JSON", tmp_path / "results" / "steps.json")
+    monkeypatch.setattr(report, "BENCH", tmp_path / "results" / "bench")
+    name, text = DAMAGED[case]
+    damaged = tmp_path / "results" / ("bench/zz-damaged.json" if name == "bench" else name)
+    damaged.write_text(text)
+    before = tree(tmp_path)
+    one_error_line(capsys, report.main, ["--check"] if check else [], f"results/{damaged.name}"
+                   if name != "bench" else damaged.name, "write it again")
+    assert tree(tmp_path) == before

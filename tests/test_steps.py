@@ -1,12 +1,14 @@
-"""tools.steps (every step on several seeds -> results/steps.json), its README block and figures,
-and the notebooks' seed tables, on tiny settings: 512 training images, 1 epoch, 2 seeds."""
+"""tools.steps (every step on several seeds -> results/steps.json), its README block and figures, and the
+notebooks' seed tables, on tiny settings: 512 training images, 1 epoch, 2 seeds; what it refuses, in one line,
+before or during the sweep."""
 import dataclasses
 import json
+import os
 import statistics
 
 import pytest
 import torch
-from helpers import metrics_of
+from helpers import metrics_of, no_work, one_error_line
 
 from tools import report
 from tools import steps as S
@@ -17,7 +19,6 @@ from utils.summary import count_parameters
 
 TINY = ["--seeds", "1", "2", "--epochs", "1", "--train-subset", "512", "--device", "cpu", "--no-progress",
         "--jobs", "1"]
-pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,20 @@ def test_a_second_sweep_reuses_finished_runs_and_redoes_a_missing_one(sweep, tmp
     assert (runs / "baseline" / "seed2" / "metrics.json").is_file()
     strip = lambda s: [{k: v for k, v in r.items() if k != "wall_seconds"} for st in s["steps"] for r in st["runs"]]  # noqa: E731
     assert strip(again) == strip(summary), "the re-trained run gives the same numbers (deterministic)"
+
+
+@pytest.mark.parametrize("where", ["inside a file", "a folder"])
+def test_a_summary_that_cannot_be_written_is_refused_before_any_run(tmp_path, blocker, capsys, monkeypatch, where):
+    bad = str(blocker / "x.json") if where == "inside a file" else str(tmp_path)
+    monkeypatch.setattr(S, "run_one", no_work)
+    one_error_line(capsys, S.main, ["--seeds", "1", "--summary", bad], "--summary", bad)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_seed_given_twice_is_refused(capsys, monkeypatch):
+    """It would count twice in the mean and the spread."""
+    monkeypatch.setattr(S, "run_one", no_work)
+    one_error_line(capsys, S.main, ["--seeds", "1", "1", "--summary", os.devnull], "--seeds", "1 more than once")
 
 
 def test_a_run_with_other_settings_is_refused_in_one_line(sweep, tmp_path, capsys):

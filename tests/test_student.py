@@ -29,13 +29,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import NOTEBOOKS, ROOT, tree
 
 from tools import student as student_tool  # it runs in .venv-otter, but needs only nbformat (in .venv too)
 from utils.course import QUICK_ENV
 from utils.models import STEPS
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 STUDENT = ROOT / "build" / "student"
 BOUNDARY = re.compile(r"#\s+(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS)\b")
 SOLUTION_LINE = re.compile(r"#\s*SOLUTION(\s+NO PROMPT)?\s*$")
@@ -324,10 +323,6 @@ def test_the_readme_grading_command_runs_as_written(tmp_path):
     results = json.loads((tmp_path / "grades" / "results.json").read_text())
     scores = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if "score" in t}
     assert scores == {q["name"]: (0, 1.0) for q in questions(master)} and len(scores) == 3, scores
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def previous_edition(out: Path) -> dict[str, bytes]:

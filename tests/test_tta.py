@@ -6,8 +6,6 @@ from helpers import tiny_config
 from tools import tta
 from utils.train import train
 
-pytestmark = pytest.mark.usefixtures("one_cpu_thread")
-
 
 def test_views_are_the_image_and_its_four_one_pixel_shifts():
     x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
