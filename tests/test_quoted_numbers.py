@@ -92,7 +92,7 @@ def test_checker_refuses_a_number_only_another_steps_row_backs():
     # the same number is this step's own in notebook 03
     assert quoted_numbers.check_notebook(unnamed, TWO_STEPS, "03_dropout.ipynb") == [
         "03_dropout.ipynb, '## Analysis': 99.45 is in no stored output of this notebook nor in the "
-        "results/steps.json row of a step this sentence is about"]
+        "results/steps.json row of a step this sentence is about as mean"]
 
 
 def test_checker_refuses_a_number_only_another_notebooks_output_backs():
@@ -130,3 +130,37 @@ def test_quoted_numbers_names_a_damaged_steps_json(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(quoted_numbers, "STEPS_JSON", steps_json)
     one_error_line(capsys, quoted_numbers.main, [str(ROOT / "notebooks" / "01_baseline.ipynb")], "steps.json",
                    "make steps")
+
+
+def epochs_notebook(analysis: str):
+    """A notebook whose run printed two epoch lines and its Result, and a seed table with a mean ± std (min-max)."""
+    nb = fixture_notebook(analysis)
+    nb.cells[1].outputs[0]["text"] = (
+        "epoch  1/2  running train  97.10% (loss 0.1000)  clean train  99.46%  test  99.46% (loss 0.0300)\n"
+        "epoch  2/2  running train  99.20% (loss 0.0500)  clean train  99.80%  test  99.41% (loss 0.0200)\n"
+        "Final test accuracy: 99.41%\n"
+        "Goal (99.40%, <= 8,000 parameters): met\n"
+        "04_gap   7,816   99.36 ± 0.07  (99.27-99.44)\n")
+    return nb
+
+
+@pytest.mark.parametrize("claim", [
+    "This step ends at 99.36% on average.",  # the stored and printed mean
+    "Over 5 seeds it ends at 99.36 ± 0.07% (99.27–99.44%).",  # mean, std, range as the seed table prints them
+    "Its final epoch reached 99.41%.",
+    "In epoch 1 it read 99.46% of the test images.",
+])
+def test_checker_accepts_a_number_that_is_the_statistic_its_words_name(claim):
+    assert quoted_numbers.check_notebook(epochs_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "04_gap") == []
+
+
+@pytest.mark.parametrize("claim, wrong, named", [
+    ("This step ends at 99.46% on average.", "99.46", "mean"),  # some epoch reached it: not the mean
+    ("The mean over the seeds is 99.41%.", "99.41", "mean"),  # this run's final epoch, called a mean
+    ("Its final epoch reached 99.46%.", "99.46", "final"),  # epoch 1's
+    ("In epoch 1 it read 99.41% of the test images.", "99.41", "epoch 1"),  # epoch 2's
+    ("Over 5 seeds it ends at 99.36 ± 0.41% (99.27–99.44%).", "0.41", "std"),  # printed, but not as the std
+])
+def test_checker_refuses_a_number_called_another_statistic(claim, wrong, named):
+    problems = quoted_numbers.check_notebook(epochs_notebook("## Analysis\n\n" + claim), STEPS_FIXTURE, "04_gap")
+    assert len(problems) == 1 and f": {wrong} is in no stored output" in problems[0] and problems[0].endswith(named)

@@ -145,6 +145,7 @@ def row_facts(step: dict) -> list[tuple[float, frozenset]]:
     for spread in (step.get("test_accuracy", {}), step.get("gap", {})):
         facts += [(float(v), frozenset({k})) for k, v in spread.items() if k in ("mean", "std", "min", "max")]
     for run in step.get("runs", []):
+        facts += [(float(run["seed"]), frozenset())]
         facts += [(float(run[k]), frozenset({"final", f"seed {run['seed']}"})) for k in RUN_SUMMARY if k in run]
     return facts
 
@@ -197,11 +198,11 @@ def printed_numbers(nb) -> list[float]:
 
 
 def required(sentence: str, start: int, end: int) -> frozenset:
-    """The statistic the words around the number at ``sentence[start:end]`` name (rule 4): words within four
-    before it or three after it, in the same clause (no comma, semicolon, colon or bracket between) and with no
+    """The statistic the words around the number at ``sentence[start:end]`` name (rule 4): words within six
+    before it or two after it, in the same clause (no comma, semicolon, colon or bracket between) and with no
     other number between."""
-    before = re.split(r"\d|[,;:()]", sentence[:start])[-1].split()[-4:]
-    after = re.split(r"\d|[,;:()]", sentence[end:])[0].split()[:3]
+    before = re.split(r"\d|[,;:()]", sentence[:start])[-1].split()[-6:]
+    after = re.split(r"\d|[,;:()]", sentence[end:].lstrip(" %*"))[0].split()[:2]
     near = " ".join([*before, "#", *after])
     need = {tag for pattern, tag in STATISTIC_WORDS if pattern.search(near)}
     clause_start = max(sentence.rfind(c, 0, start) for c in ",;:()") + 1
