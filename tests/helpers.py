@@ -58,7 +58,8 @@ def metrics_of(model: str, out, test_accuracies: list[float], seed: int = 1) -> 
     from utils.runs import Run, make_metrics
 
     run = Run(recipe(model, epochs=len(test_accuracies), seed=seed), Path(out), torch.device("cpu"), None, False)
-    run.history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "test_loss": 1.0, "test_accuracy": acc,
+    run.history = [{"epoch": i, "train_loss": 1.0, "train_accuracy": 50.0 + i, "clean_train_loss": 0.5,
+                    "clean_train_accuracy": 60.0 + i, "test_loss": 1.0, "test_accuracy": acc,
                     "lr": 0.1, "seconds": 1.0} for i, acc in enumerate(test_accuracies, 1)]
     run.params, run.architecture = 3, "arch"
     return make_metrics(run, 1.0)

@@ -152,7 +152,7 @@ def test_seed_tables_name_a_damaged_steps_json(tmp_path, capsys, text):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2, lines  # one from each helper
     for line in lines:
-        assert f"{path} is not a summary written by `python -m tools.steps`" in line and "`make steps`" in line
+        assert f"{path} is damaged or is not what `make steps` writes" in line and "write it again" in line
 
 
 def test_run_folder_is_relative_to_the_notebooks_folder(tmp_path):
@@ -192,14 +192,16 @@ def test_a_summary_made_before_momentum_was_a_setting_reads_as_what_it_trained_w
 
 SUMMARY = {
     "device": "cpu (x86_64, 1 threads)", "seeds": [1, 2], "config": {},
-    "steps": [{"notebook": "01_baseline", "params": 11586,
+    "steps": [{"notebook": "01_baseline", "model": "baseline", "params": 11586,
                "test_accuracy": {"mean": 99.354, "std": 0.05, "min": 99.30, "max": 99.43},
                "gap": {"mean": 0.5238, "std": 0.05, "min": 0.44, "max": 0.57},
-               "runs": [{"seed": 1, "final_test_accuracy": 99.30, "final_train_accuracy": 99.87, "gap": 0.57,
-                         "test_accuracy_curve": [96.74, 98.1, 99.30]},
-                        {"seed": 2, "final_test_accuracy": 99.43, "final_train_accuracy": 99.9, "gap": 0.47,
-                         "test_accuracy_curve": [96.9, 98.0, 99.43]}]},
-              {"notebook": "02_batchnorm", "params": 11656,
+               "runs": [{"seed": 1, "final_test_accuracy": 99.30, "final_train_accuracy": 99.87,
+                         "final_clean_train_accuracy": 99.87, "gap": 0.57, "wall_seconds": 100.0,
+                         "test_accuracy_curve": [96.74, 98.1, 99.30], "clean_train_accuracy_curve": [97.0, 98.5, 99.87]},
+                        {"seed": 2, "final_test_accuracy": 99.43, "final_train_accuracy": 99.9,
+                         "final_clean_train_accuracy": 99.9, "gap": 0.47, "wall_seconds": 101.0,
+                         "test_accuracy_curve": [96.9, 98.0, 99.43], "clean_train_accuracy_curve": [97.1, 98.4, 99.9]}]},
+              {"notebook": "02_batchnorm", "model": "batchnorm", "params": 11656,
                "test_accuracy": {"mean": 99.458, "std": 0.06, "min": 99.42, "max": 99.55},
                "gap": {"mean": 0.4543, "std": 0.05, "min": 0.38, "max": 0.51}, "runs": []}],
 }
@@ -216,8 +218,9 @@ def steps_json(tmp_path, monkeypatch):
 def test_a_stored_seed_is_shaped_like_a_run(steps_json):
     run = course.stored_step_run("01_baseline", 1, steps_json)
     assert run["epochs"] == 3 and run["final_test_accuracy"] == 99.30 and run["params"] == 11586
-    assert run["history"] == [{"epoch": 1, "test_accuracy": 96.74}, {"epoch": 2, "test_accuracy": 98.1},
-                              {"epoch": 3, "test_accuracy": 99.30}]
+    assert run["history"] == [{"epoch": 1, "test_accuracy": 96.74, "clean_train_accuracy": 97.0},
+                              {"epoch": 2, "test_accuracy": 98.1, "clean_train_accuracy": 98.5},
+                              {"epoch": 3, "test_accuracy": 99.30, "clean_train_accuracy": 99.87}]
     assert course.gap(run) == pytest.approx(0.57)
     assert "no run of 01_baseline here: seed 1 as stored in" in run["source"] and "1 threads" in run["source"]
     assert course.stored_step_run("01_baseline", 7, steps_json) is None
@@ -242,14 +245,18 @@ def test_a_notebook_alone_still_draws_its_before_and_after(steps_json, tmp_path,
     """No run of notebook 01 in this clone: 02 compares with 01's seed 1 from results/steps.json and says so."""
     previous = course.previous_step(tmp_path / "02_batchnorm", "01_baseline")
     now = {"params": 11656, "epochs": 2, "final_test_accuracy": 98.9, "final_train_accuracy": 98.0,
+           "final_clean_train_accuracy": 99.1,
            "history": [{"epoch": e, "train_loss": 0.1, "test_loss": 0.05, "train_accuracy": 97.0,
+                        "clean_train_loss": 0.04, "clean_train_accuracy": 98.5 + e / 2,
                         "test_accuracy": 98.0 + e / 2} for e in (1, 2)]}
     course.compare({"01 baseline": previous, "02 batchnorm": now})
     out = capsys.readouterr().out
     assert "after epoch 3 99.30%" in out and "no run of 01_baseline here" in out
+    assert "clean train - test gap +0.57 points" in out and "clean train - test gap +0.20 points" in out
     fig = plots.training_curves(now["history"], others={"baseline": previous["history"]})
     labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
     assert labels.count("test, baseline") == 1, "the stored curve is drawn where it has data: accuracy only"
+    assert labels.count("clean train, baseline") == 1 and labels.count("running train") == 2
     matplotlib.pyplot.close(fig)
 
 

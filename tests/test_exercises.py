@@ -86,7 +86,9 @@ def test_judge_trains_the_unchanged_step_too_when_nothing_fits(tiny_budget, monk
     monkeypatch.setattr(exercises, "BASELINES", tiny_budget)  # no file there
     verdict = exercises.judge("05_augmentation", label="rotation 15", degrees=15)
     assert verdict.settings == {"degrees": 15} and verdict.baseline_source == "trained here"
-    assert "training it here too" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "it trains here too, after the variant" in out
+    assert out.index("it trains here too") < out.index("rotation 15, seed 1"), "said before the variant trains"
 
 
 def test_quick_mode_trains_both_on_the_quick_budget(tiny_budget, monkeypatch, capsys):

@@ -14,7 +14,7 @@ from utils.config import recipe
 from utils.data import normalize
 from utils.models import build_model
 from utils.runs import RunError
-from utils.summary import layer_table
+from utils.summary import count_parameters, layer_table
 from utils.train import BACKGROUND, evaluate, load_device_data
 
 
@@ -154,15 +154,19 @@ def test_the_stored_lesson_networks_load_and_match_the_recipe(name):
 
 def record_like(model: str, **changes) -> dict:
     net = build_model(model)
-    return {"model": model, "config": dataclasses.asdict(lessons.lesson_config(model)),
-            "model_state": net.state_dict(), "final_val_accuracy": 99.0, **changes}
+    config = dataclasses.asdict(lessons.lesson_config(model))
+    return {"model": model, "config": config, "model_state": net.state_dict(), "params": count_parameters(net),
+            "epochs": config["epochs"], "final_val_accuracy": 99.0, "device": "cpu", **changes}
 
 
 def test_trained_refuses_a_missing_a_foreign_or_another_steps_file(tmp_path):
     with pytest.raises(RunError, match="not found: `python -m tools.lesson_weights`"):
         lessons.trained("gap", tmp_path)
     (tmp_path / "gap.pt").write_bytes(b"not a torch file")
-    with pytest.raises(RunError, match="not a lesson network this course can load"):
+    with pytest.raises(RunError, match=r"gap.pt is damaged or is not what `python -m tools.lesson_weights` writes"):
+        lessons.trained("gap", tmp_path)
+    torch.save(record_like("gap", final_val_accuracy=float("nan")), tmp_path / "gap.pt")
+    with pytest.raises(RunError, match=r"\['final_val_accuracy'\] is not a number"):
         lessons.trained("gap", tmp_path)
     torch.save(record_like("final"), tmp_path / "gap.pt")
     with pytest.raises(RunError, match="holds step 'final', not 'gap'"):

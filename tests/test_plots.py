@@ -47,14 +47,18 @@ def test_sample_grid_and_class_balance():
 
 def test_training_curves_draw_every_epoch():
     history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 97 + e / 10,
+                "clean_train_loss": 0.9 / e, "clean_train_accuracy": 97.8 + e / 10,
                 "test_accuracy": 97.5 + e / 10} for e in range(1, 6)]
     fig = plots.training_curves(history, others={"earlier": history[:3]})
     loss_ax, acc_ax = fig.axes
     lines = {line.get_label(): line for line in acc_ax.lines}
     assert list(lines["test"].get_ydata()) == [h["test_accuracy"] for h in history]
-    assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
+    assert list(lines["clean train"].get_ydata()) == [h["clean_train_accuracy"] for h in history]
+    assert list(lines["running train"].get_xdata()) == [1, 2, 3, 4, 5]
+    assert lines["running train"].get_linestyle() == ":", "the running figure is drawn dotted, apart from the two"
     assert len(lines["test, earlier"].get_ydata()) == 3
-    assert [line.get_label() for line in loss_ax.lines] == ["train", "test", "test, earlier"]
+    assert [line.get_label() for line in loss_ax.lines] == ["running train", "clean train", "test",
+                                                            "clean train, earlier", "test, earlier"]
 
 
 def test_augmentation_preview_is_seeded():
@@ -79,10 +83,10 @@ def test_misclassified_shows_only_the_mistakes():
     images = torch.rand(6, 1, 28, 28)
     labels = torch.tensor([0, 1, 2, 3, 4, 5])
     preds = torch.tensor([0, 7, 2, 8, 4, 5])
-    fig = plots.misclassified(images, labels, preds, cols=4)
+    fig = plots.misclassified(images, labels, preds, "validation", cols=4)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["1→7", "3→8"]
-    assert "2 of the 2 misclassified" in fig.get_suptitle()
+    assert fig.get_suptitle() == "2 of the 2 misclassified validation images (true→predicted)", "it names its split"
 
 
 def test_confusion_plot_shows_the_counts():

@@ -45,8 +45,9 @@ def test_summary_holds_every_step_and_seed_with_one_shared_recipe(sweep):
         assert step["params"] == count_parameters(build_model(step["model"]))
         assert [r["seed"] for r in step["runs"]] == [1, 2]
         for r in step["runs"]:
-            assert r["gap"] == r["final_train_accuracy"] - r["final_test_accuracy"]
+            assert r["gap"] == r["final_clean_train_accuracy"] - r["final_test_accuracy"], "clean train - test"
             assert r["test_accuracy_curve"] == [r["final_test_accuracy"]]  # one epoch
+            assert r["clean_train_accuracy_curve"] == [r["final_clean_train_accuracy"]]
         accs = [r["final_test_accuracy"] for r in step["runs"]]
         assert step["test_accuracy"] == {"mean": statistics.mean(accs), "std": statistics.stdev(accs),
                                          "min": min(accs), "max": max(accs)}
@@ -178,4 +179,4 @@ def test_a_step_is_summarised_by_its_final_epochs_never_the_best(tmp_path):
     assert [r["final_test_accuracy"] for r in step["runs"]] == [99.1, 99.3]
     assert step["test_accuracy"]["max"] == 99.3 and step["test_accuracy"]["mean"] == pytest.approx(99.2)
     assert [r["test_accuracy_curve"] for r in step["runs"]] == [[99.5, 99.1], [99.6, 99.3]]
-    assert [r["gap"] for r in step["runs"]] == [52.0 - 99.1, 52.0 - 99.3]
+    assert [r["gap"] for r in step["runs"]] == [62.0 - 99.1, 62.0 - 99.3], "the final clean train accuracy - test"

@@ -270,7 +270,7 @@ def test_a_tuning_run_shows_validation_numbers_and_still_records_the_test_set(tm
     assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy"} <= row.keys()
     assert metrics["final_val_accuracy"] == row["val_accuracy"]
     epoch_line = [line for line in out.splitlines() if line.startswith("epoch ")]
-    assert len(epoch_line) == 1 and f"val loss {row['val_loss']:.4f}" in epoch_line[0]
+    assert len(epoch_line) == 1 and f"val {row['val_accuracy']:6.2f}% (loss {row['val_loss']:.4f})" in epoch_line[0]
     assert "test" not in epoch_line[0], "what is not on screen cannot steer a choice"
     assert f"final validation accuracy {metrics['final_val_accuracy']:.2f}%" in out
     assert not re.search(r"test (acc|accuracy)\s+[\d.]+%", out), "no test number on screen while tuning"
