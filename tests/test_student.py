@@ -7,7 +7,8 @@
   cell of a notebook without its tests/ folder says so once and gives a ``grader`` whose checks do not raise;
 * slow: the five student notebooks executed as handed out, in quick mode: no error, no stderr, and every
   ``grader.check`` reports its exercise as not passed; then, in the same kernel, each answer cell
-  typed in with its solution and run with its check: every check passes; one of them run to the end
+  typed in with three or more plausible wrong answers (tests/wrong_answers.py), each run with its check,
+  which must report a failure, then with its solution: every check passes; one of them run to the end
   without its tests/ folder; and the README's ``otter run`` command, run exactly as written, grades the
   unanswered edition with no point per exercise.
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from helpers import NOTEBOOKS, ROOT, tree
+from wrong_answers import WRONG
 
 from tools import student as student_tool  # it runs in .venv-otter, but needs only nbformat (in .venv too)
 from utils.course import QUICK_ENV
@@ -263,7 +265,8 @@ def check_reports(cells) -> dict[str, str]:
 def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_answered(stem, monkeypatch):
     """As a student works: Run All of the edition as handed out, in quick mode, ends with no error and no
     stderr, every check reporting its exercise as not passed; then, in the same kernel, each answer cell
-    typed in with its solution and run again, followed by its check: every check passes."""
+    typed in with each of its wrong answers and run again, followed by its check: every check fails; then
+    with its solution: every check passes."""
     from nbclient import NotebookClient
 
     master, student = student_edition(stem)
@@ -279,16 +282,22 @@ def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_a
         unanswered = check_reports(code)
         assert all(c.execution_count for c in code), "every cell ran"
         assert problems_in(code) == []
-        answered = []  # each answer, then the cells up to its check, run again as the student would
-        for answer, solution in zip(answers, solutions, strict=True):
-            start = code.index(answer)
-            check = next(c for c in code[start:] if CHECK.match(c.source.strip()))
-            again = [nbformat.from_dict(copy.deepcopy(c)) for c in code[start:code.index(check) + 1]]
-            again[0].source = solution
+        answered, wrong = [], {}  # each answer, then the cells up to its check, run again as the student would
+
+        def answer_with(source: str, answer, check) -> list:
+            again = [nbformat.from_dict(copy.deepcopy(c)) for c in code[code.index(answer):code.index(check) + 1]]
+            again[0].source = source
             for cell in again:
                 student.cells.append(cell)
                 client.execute_cell(cell, len(student.cells) - 1)
-            answered += again
+            return again
+
+        for answer, solution in zip(answers, solutions, strict=True):
+            check = next(c for c in code[code.index(answer):] if CHECK.match(c.source.strip()))
+            name = CHECK.match(check.source.strip()).group(1)
+            for typed in WRONG[name]:  # each wrong answer, then the solution again for the cells after it
+                wrong[(name, typed)] = check_reports(answer_with(typed, answer, check))[name]
+            answered += answer_with(solution, answer, check)
     assert len(unanswered) >= 2
     for name, shown in unanswered.items():
         assert shown.startswith(f"{name} results:") and "failed" in shown, (name, shown[:200])
@@ -297,6 +306,10 @@ def test_the_student_edition_runs_with_every_check_unanswered_then_passes_them_a
     reports = check_reports(answered)
     assert list(reports) == list(unanswered)
     assert [name for name, shown in reports.items() if "passed!" not in shown] == [], reports
+    assert {name for name, _ in wrong} == set(reports) and all(len(WRONG[name]) >= 3 for name in reports)
+    passed_wrong = [(name, typed) for (name, typed), shown in wrong.items() if "passed!" in shown]
+    assert passed_wrong == [], "a check passed a wrong answer"
+    assert all(shown.startswith(f"{name} results:") for (name, _), shown in wrong.items()), "each check reported"
 
 
 def readme_block(heading: str, words: str) -> str:
