@@ -2,9 +2,14 @@
 the same numbers side by side is tests/test_steps.py's; what the tables say about it, test_seeds.py's and
 test_report.py's."""
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from helpers import ROOT
 
 from tools import parallel
 
@@ -52,3 +57,40 @@ def test_one_call_or_one_job_runs_in_this_process():
     pid = os.getpid()
     assert parallel.run_all(os.getpid, [{}], jobs=4) == [pid], "one call: no worker process is started"
     assert parallel.run_all(os.getpid, [{}, {}], jobs=1) == [pid, pid]
+
+
+SWEEP = '''
+import sys, time
+from pathlib import Path
+from tools import parallel
+
+def call(folder, name):
+    Path(folder, name + ".started").touch()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    with parallel.interrupted_in_one_line("sweep", "the same command goes on"):
+        parallel.run_all(call, [dict(folder=sys.argv[1], name=str(i)) for i in range(4)], jobs=2)
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_sweep_starts_none_of_its_queued_calls(tmp_path, sig):
+    """The pool queues a call behind the running ones where its shutdown cannot cancel it: a stopped sweep
+    must not start it (it trained a whole run before it ended), nor hang."""
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    sweep = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.started"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(list(tmp_path.glob("*.started"))) == 2, "two calls running side by side"
+    if sig == signal.SIGINT:
+        os.killpg(sweep.pid, sig)  # Ctrl-C in a terminal reaches every process of the group
+    else:
+        sweep.send_signal(sig)  # `kill` reaches the sweep only; it stops its workers
+    _, stderr = sweep.communicate(timeout=30)
+    time.sleep(1)
+    assert (sweep.returncode, stderr.strip()) == (130, "sweep: interrupted; the same command goes on")
+    assert sorted(p.name for p in tmp_path.glob("*.started")) == ["0.started", "1.started"]

@@ -94,11 +94,22 @@ def start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+STOPPING = False  # in a worker: a call was stopped, so the calls already queued behind it must not start
+
+
 def interruptible_call(fn, kwargs: dict):
     """``fn(**kwargs)`` in a worker, SIGTERM raising KeyboardInterrupt meanwhile (a run then ends as on Ctrl-C,
-    its lock and temporaries gone); an idle worker just ends."""
+    its lock and temporaries gone); an idle worker just ends. Once stopped, the worker starts nothing more: the
+    pool hands it the call queued next, which the sweep's shutdown can no longer cancel."""
+    global STOPPING
+    if STOPPING:
+        raise KeyboardInterrupt
     with sigterm_as_interrupt():
-        return fn(**kwargs)
+        try:
+            return fn(**kwargs)
+        except KeyboardInterrupt:
+            STOPPING = True
+            raise
 
 
 @contextlib.contextmanager
