@@ -86,6 +86,7 @@ def test_judge_trains_the_unchanged_step_too_when_nothing_fits(tiny_budget, monk
     monkeypatch.setattr(exercises, "BASELINES", tiny_budget)  # no file there
     verdict = exercises.judge("05_augmentation", label="rotation 15", degrees=15)
     assert verdict.settings == {"degrees": 15} and verdict.baseline_source == "trained here"
+    assert not verdict.quick and not verdict.learned(100.0)
     out = capsys.readouterr().out
     assert "it trains here too, after the variant" in out
     assert out.index("it trains here too") < out.index("rotation 15, seed 1"), "said before the variant trains"
@@ -97,6 +98,7 @@ def test_quick_mode_trains_both_on_the_quick_budget(tiny_budget, monkeypatch, ca
     monkeypatch.setattr(exercises, "REPO_ROOT", tiny_budget.parent)
     verdict = exercises.judge("04_gap", label="the step itself")
     assert verdict.baseline_source.startswith("quick mode") and len(verdict.baseline_runs) == 2
+    assert verdict.quick and verdict.learned(100.0), "judged on quick mode's budget: what it learned is not judged"
     assert (tiny_budget.parent / "build" / "quick" / "exercises" / "04_gap" / "unchanged" / "seed1").is_dir()
 
 
@@ -127,3 +129,25 @@ def test_the_stored_exercise_baselines_fit_the_code():
     for notebook in ("01_baseline", "02_batchnorm", "03_dropout", "04_gap", "05_augmentation"):
         runs, why = exercises.stored_baseline(notebook, exercises.BUDGET, exercises.SEEDS)
         assert runs is not None, why
+
+
+def verdict_of(accuracies: list[float], quick: bool = False) -> exercises.Verdict:
+    """A verdict on variant runs of these validation accuracies (the comparison itself plays no part here)."""
+    runs = [{"seed": seed, "val_accuracy": acc, "gap": 0.1, "params": 100} for seed, acc in enumerate(accuracies, 1)]
+    baseline = [{**run, "val_accuracy": 98.0} for run in runs]
+    comparison = exercises.compare_runs("validation accuracy", accuracies, [98.0] * len(accuracies))
+    return exercises.Verdict("variant", "04_gap", {}, runs, baseline, "stored", comparison, comparison, quick=quick)
+
+
+def test_learned_means_above_the_bar_on_every_seed():
+    assert verdict_of([97.5, 91.2, 99.0]).learned(90.0) is True
+    assert verdict_of([97.5, 89.9, 99.0]).learned(90.0) is False, "one seed that did not learn is enough"
+    assert verdict_of([11.35, 11.35, 11.35]).learned(50.0) is False, "one digit for every image"
+    assert verdict_of([90.0, 95.0]).learned(90.0) is False, "above the bar, not at it"
+    assert verdict_of([90.01]).learned(90.0) is True
+
+
+def test_quick_mode_does_not_judge_what_was_learned():
+    """Quick mode's budget is too short for any network to learn: learned() is True there, whatever the scores."""
+    assert verdict_of([10.64, 11.35], quick=True).learned(90.0) is True
+    assert verdict_of([10.64, 11.35], quick=False).learned(90.0) is False
