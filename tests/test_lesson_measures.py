@@ -304,3 +304,16 @@ def test_the_recorder_plugs_into_train_as_its_progress_reporter(tmp_path):
     assert list(recorder.snapshots) == [1] and [r[0] for r in recorder.snapshots[1]] == relus
     assert all(0 <= zero <= 1 and std > 0 and grad > 0 for _, std, zero, grad in recorder.snapshots[1])
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_matching_needs_a_correct_image_for_each_mistake_and_gives_indices_even_for_none():
+    with pytest.raises(ValueError, match="2 mistakes but only 1 correctly read images"):
+        lessons.matched_by_margin(torch.tensor([-1.0, -2.0, 0.5]), torch.tensor([0, 1]))
+    none = lessons.matched_by_margin(torch.tensor([1.0, 2.0]), torch.tensor([], dtype=torch.long))
+    assert none.dtype == torch.long and torch.zeros(2, 3)[none].shape == (0, 3)
+
+
+def test_a_blank_image_leaves_ink_in_field_as_it_is():
+    digit = torch.zeros(1, 6, 6)
+    digit[0, 1:3, 1:3] = 1.0
+    assert lessons.ink_in_field(torch.cat([digit, torch.zeros(1, 6, 6)]), 0, 4) == lessons.ink_in_field(digit, 0, 4)

@@ -213,8 +213,6 @@ def test_a_damaged_exercises_file_is_named_by_the_timing_block(tmp_path, monkeyp
         report.timing_block()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: timing_block reads steps.json inside reading(EXERCISES_JSON), so a "
-                   "damaged steps.json is blamed on results/exercises.json and `make lessons`")
 def test_a_damaged_steps_file_is_named_by_the_timing_block(tmp_path, monkeypatch):
     paths = fake_timing_results(tmp_path, monkeypatch)
     steps = json.loads(paths["STEPS_JSON"].read_text())

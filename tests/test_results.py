@@ -159,9 +159,9 @@ def damaged(change) -> dict:
 STEPS_DAMAGE = {  # what is wrong -> (the change, where the message says it is)
     "a run without params": (lambda v: v["steps"][0].pop("params"), "['steps'][0] has no 'params'"),
     "no steps at all": (lambda v: v.pop("steps"), "it has no 'steps'"),
-    "a count as text": (lambda v: v["steps"][0].update(params="6346"), "['steps'][0]['params'] is not a int"),
-    "a count as a bool": (lambda v: v["steps"][0].update(params=True), "['steps'][0]['params'] is not a int"),
-    "a seed as a float": (lambda v: v["seeds"].__setitem__(1, 2.0), "['seeds'][1] is not a int"),
+    "a count as text": (lambda v: v["steps"][0].update(params="6346"), "['steps'][0]['params'] is not a whole number"),
+    "a count as a bool": (lambda v: v["steps"][0].update(params=True), "['steps'][0]['params'] is not a whole number"),
+    "a seed as a float": (lambda v: v["seeds"].__setitem__(1, 2.0), "['seeds'][1] is not a whole number"),
     "NaN accuracy": (lambda v: v["steps"][0]["runs"][1].update(final_test_accuracy=math.nan),
                      "['steps'][0]['runs'][1]['final_test_accuracy'] is not a number"),
     "infinite std": (lambda v: v["steps"][0]["gap"].update(std=math.inf), "['steps'][0]['gap']['std'] is not a number"),
@@ -171,7 +171,7 @@ STEPS_DAMAGE = {  # what is wrong -> (the change, where the message says it is)
                            "['steps'][0]['runs'][0]['test_accuracy_curve'][1] is not a number"),
     "a list where a mapping": (lambda v: v["steps"].__setitem__(0, [1, 2]), "['steps'][0] is not a mapping"),
     "a mapping where a list": (lambda v: v.update(steps={"01_baseline": {}}), "['steps'] is not a list"),
-    "the device as a number": (lambda v: v.update(device=0), "['device'] is not a str"),
+    "the device as a number": (lambda v: v.update(device=0), "['device'] is not text"),
 }
 
 
@@ -259,3 +259,9 @@ def test_extra_entries_are_allowed():
     """A newer writer may add entries; the readers read only those of the shape."""
     assert shape_problem({**steps_summary(), "jobs": 2, "cpu": "x"}, STEPS) is None
 
+
+
+def test_a_whole_file_of_the_wrong_kind_is_named_as_it_in_plain_words():
+    assert results.shape_problem({}, results.HISTORY) == "it is not a list"
+    assert results.shape_problem("7816", int) == "it is not a whole number"
+    assert results.shape_problem(3, str) == "it is not text"

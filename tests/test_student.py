@@ -206,6 +206,20 @@ def test_five_student_notebooks_with_their_checks_and_autograders():
 
 
 @pytest.mark.parametrize("stem", list(STEPS))
+def test_the_autograder_holds_every_stored_result_its_notebook_reads(stem):
+    """Otter grades a submission by running it in its own folder: each stored file the notebook loads
+    (a lesson network, the stored runs) must be in the notebook's autograder zip."""
+    import zipfile
+
+    source = "\n".join(c.source for c in nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4).cells)
+    read = {f"files/results/lessons/{model}.pt" for model in re.findall(r'trained\("(\w+)"', source)}
+    read |= {"files/results/steps.json", "files/results/exercises.json"}
+    assert len(read) > 2, "every notebook loads a trained lesson network"
+    with zipfile.ZipFile(STUDENT / "autograder" / f"{stem}-autograder.zip") as autograder:
+        assert read - set(autograder.namelist()) == set(), "`make student` after adding a file to STAGED"
+
+
+@pytest.mark.parametrize("stem", list(STEPS))
 def test_each_exercise_cell_is_its_solution_blanked_with_its_check_kept(stem):
     master, student = student_edition(stem)
     assert len(questions(master)) >= 2

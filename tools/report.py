@@ -185,16 +185,18 @@ def timing_block() -> str:
     cuda = read_json(CUDA_SUMMARY, "python -m tools.seeds --device cuda") if CUDA_SUMMARY.exists() else None
     rows = ["| notebook | reading | exercises | one judged experiment | training, 2-core CPU | training, GPU |",
             "|---|---:|---:|---:|---:|---:|"]
-    with reading(STEPS_JSON, "make steps"), reading(EXERCISES_JSON, "make lessons"):
-        for step in steps["steps"]:
-            stem = step["notebook"]
-            minutes, exercises, judged = notebook_time(stem)
+    with reading(STEPS_JSON, "make steps"):  # each file's damage is named as that file's
+        stems = [(step["notebook"], step["model"], statistics.median(r["wall_seconds"] for r in step["runs"]) / 60)
+                 for step in steps["steps"]]
+    with reading(CUDA_SUMMARY, "python -m tools.seeds --device cuda"):
+        gpu = statistics.median(r["wall_seconds"] for r in cuda["runs"]) / 60 if cuda else None
+    for stem, model, cpu in stems:
+        minutes, exercises, judged = notebook_time(stem)
+        with reading(EXERCISES_JSON, "make lessons"):
             judge = sum(r["seconds"] for r in short["steps"][stem]["runs"])
-            cpu = statistics.median(r["wall_seconds"] for r in step["runs"]) / 60
-            gpu = (f"{statistics.median(r['wall_seconds'] for r in cuda['runs']) / 60:.1f} min"
-                   if cuda and step["model"] == "final" else "not measured")
-            rows.append(f"| [{stem}](notebooks/{stem}.ipynb) | {minutes} min | {exercises} ({judged} judged) | "
-                        f"{judge:.0f} s | {cpu:.1f} min | {gpu} |")
+        on_gpu = f"{gpu:.1f} min" if gpu is not None and model == "final" else "not measured"
+        rows.append(f"| [{stem}](notebooks/{stem}.ipynb) | {minutes} min | {exercises} ({judged} judged) | "
+                    f"{judge:.0f} s | {cpu:.1f} min | {on_gpu} |")
     return "\n".join(rows + ["", f"Reading: the notebook's prose at {READING_WORDS_PER_MINUTE} words a minute, code "
                               "and answer key left out. One judged experiment: the three seeds of the unchanged step "
                               f"on the exercises' short budget as stored ({short['device']}, results/exercises.json); "

@@ -46,9 +46,8 @@ OUT = ROOT / "build" / "student"
 OTTER = Path(sys.executable).parent / "otter"
 STUDENT_BRANCH = "student"  # where .github/workflows/pages.yml publishes build/student (notebooks + tests)
 # copied beside the staged master: otter puts only files below the master (no links) into the autograder
-STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/lessons/baseline.pt",
-          "results/lessons/gap.pt", "results/lessons/final.pt", "requirements/student.txt",
-          "requirements/autograder.txt")
+STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/lessons", "requirements/student.txt",
+          "requirements/autograder.txt")  # what the notebooks read; the lesson networks all five
 BADGE = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)main/notebooks/([\w.-]+\.ipynb)")
 OTTER_CELL_MARK = "# The exercises' checks (otter-grader)"
 ANSWER_KEY = "answer-key"  # the tag of the cells that hold a questionnaire's answers: not in the student edition

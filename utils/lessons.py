@@ -134,8 +134,10 @@ def bounding_boxes(images: torch.Tensor) -> torch.Tensor:
 
 def ink_in_field(images: torch.Tensor, top: int, size: int) -> tuple[float, float, float]:
     """How much of the digits' ink a field of ``size`` x ``size`` pixels at (``top``, ``top``) sees: the share of
-    images whose ink lies wholly inside it, and the mean and the lowest share of an image's ink that lies inside."""
+    images whose ink lies wholly inside it, and the mean and the lowest share of an image's ink that lies inside
+    (blank images left out)."""
     ink = images.reshape(images.shape[0], images.shape[-2], images.shape[-1]) > 0
+    ink = ink[ink.any(2).any(1)]  # a blank image has no ink to place: it counts for nothing
     inside = ink[:, top:top + size, top:top + size].sum((1, 2)).float() / ink.sum((1, 2)).float()
     return float((inside == 1).float().mean()), float(inside.mean()), float(inside.min())
 
@@ -367,6 +369,9 @@ def matched_by_margin(margin: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor
     """For each mistake (indices ``wrong``, negative margins), the correctly read image whose margin is nearest to
     the mistake's distance from the boundary, each used once: a control group as close to the boundary."""
     right = (margin > 0).nonzero().flatten()
+    if len(right) < len(wrong):
+        raise ValueError(f"{len(wrong)} mistakes but only {len(right)} correctly read images to match them with: "
+                         "pass more images")
     free = torch.ones(len(right), dtype=torch.bool)
     chosen = []
     for i in wrong[margin[wrong].abs().argsort()].tolist():  # the closest mistakes pick first
@@ -374,7 +379,7 @@ def matched_by_margin(margin: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor
         j = int(gap.argmin())
         free[j] = False
         chosen.append(int(right[j]))
-    return torch.tensor(chosen)
+    return torch.tensor(chosen, dtype=torch.long)
 
 
 def shifted_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, shifts, fill: float) -> list[float]:

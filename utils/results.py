@@ -58,10 +58,11 @@ def shape_problem(value, shape, where: str = "") -> str | None:
         return next(filter(None, (shape_problem(value[k], s, f"{where}[{k!r}]") for k, s in shape.items())), None)
     if isinstance(shape, list):
         if not isinstance(value, list):
-            return f"{where} is not a list"
+            return f"{where or 'it'} is not a list"
         return next(filter(None, (shape_problem(v, shape[0], f"{where}[{i}]") for i, v in enumerate(value))), None)
     ok = number(value) if shape is float else isinstance(value, shape) and not (shape is int and type(value) is bool)
-    return None if ok else f"{where} is not {'a number' if shape is float else 'a ' + shape.__name__}"
+    kind = {float: "a number", int: "a whole number", str: "text", bool: "true or false"}.get(shape, shape.__name__)
+    return None if ok else f"{where or 'it'} is not {kind}"
 
 
 def load(path: str | Path, shape: dict, remake: str) -> dict | None:
