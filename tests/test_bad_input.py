@@ -224,6 +224,43 @@ def test_the_gap_change_of_notebook_03_is_one_line_without_a_readable_steps_json
     assert ("not found" if damage == "missing" else "is damaged") in lines[0]
 
 
+def two_steps() -> dict:
+    """A results/steps.json of steps 2 and 3 on seeds 1-3, as tools.steps writes it."""
+    def run(seed, gap):
+        return {"seed": seed, "final_test_accuracy": 99.4, "final_train_accuracy": 99.3,
+                "final_clean_train_accuracy": 99.4 + gap, "gap": gap, "test_accuracy_curve": [98.0, 99.4],
+                "clean_train_accuracy_curve": [98.1, 99.4 + gap], "wall_seconds": 100.0}
+
+    spread = {"mean": 0.3, "std": 0.1, "min": 0.2, "max": 0.4}
+    return {"config": {}, "seeds": [1, 2, 3], "device": "cpu", "steps": [
+        {"notebook": n, "model": m, "params": 11656, "test_accuracy": spread, "gap": spread,
+         "runs": [run(seed, gap) for seed in (1, 2, 3)]}
+        for n, m, gap in (("02_batchnorm", "batchnorm", 0.4), ("03_dropout", "dropout", 0.3))]}
+
+
+def test_a_steps_json_without_what_the_gap_cell_reads_is_one_line(tmp_path, capsys):
+    summary = two_steps()
+    del summary["steps"][1]["runs"][2]["final_train_accuracy"]
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps(summary))
+    assert course.gap_change("02_batchnorm", "03_dropout", path) is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "['steps'][1]['runs'][2] has no 'final_train_accuracy'" in lines[0], lines
+
+
+def test_the_gap_cell_pairs_the_seeds_both_steps_hold(tmp_path, capsys):
+    """Two steps swept on different seeds: the seeds of both, and a note, not zip()'s ValueError."""
+    summary = two_steps()
+    summary["steps"][1]["runs"] = summary["steps"][1]["runs"][1:]  # step 3 without seed 1
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps(summary))
+    assert course.gap_change("02_batchnorm", "03_dropout", path) is not None
+    out = capsys.readouterr().out
+    assert "holds other seeds for 02_batchnorm than for 03_dropout" in out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("seed ")] == ["seed 2", "seed 3"]
+    assert "narrower on 2 of 2 seeds" in out
+
+
 def test_load_steps_says_that_a_missing_steps_json_is_missing(tmp_path, capsys):
     """None alone made the notebook's next line fail (TypeError: 'NoneType' object is not subscriptable)."""
     path = tmp_path / "steps.json"
@@ -551,8 +588,9 @@ def lesson_record(model: str) -> dict:
 
 @pytest.mark.parametrize("damage, problem", [
     ({"final_val_accuracy": None}, "it has no 'final_val_accuracy'"),
-    ({"config": "final"}, "['config'] is not a dict"),
-], ids=["no final_val_accuracy", "a string config"])
+    ({"config": "final"}, "['config'] is not a mapping"),
+    ({"config": {"epochs": 15, "holdout": 10000}}, "['config'] has no 'seed'"),
+], ids=["no final_val_accuracy", "a string config", "a config without its seed"])
 def test_a_lesson_network_that_lacks_an_entry_is_one_line_naming_the_file(tmp_path, damage, problem):
     record = lesson_record("final")
     for key, value in damage.items():
@@ -733,6 +771,38 @@ def test_steps_names_its_own_flag_for_a_runs_dir_that_is_a_file(tmp_path, a_file
                           f"--runs-dir {a_file}: cannot be used as a folder")
     assert "--out" not in line, "tools.steps has no --out"
     assert a_file.read_text() == "not a folder"
+
+
+def test_a_notebooks_out_dir_too_long_for_the_file_system_is_one_line(tmp_path, no_training):
+    folder = tmp_path / ("x" * 300)
+    with pytest.raises(RunError) as refused:
+        train(recipe("gap", train_subset=256, epochs=1), folder, progress=False, overwrite=True, log=quiet)
+    said = str(refused.value)
+    assert said == f"{folder} cannot be a run folder (File name too long); choose a shorter folder name"
+
+
+def test_a_full_disk_in_a_notebooks_run_says_what_to_do_in_a_notebook(tmp_path, monkeypatch):
+    """The second epoch cannot be saved: the message says to run the cell again, not to pass --resume."""
+    from utils import runs
+
+    saves = []
+
+    def second_fails(path, write):
+        saves.append(path)
+        if len(saves) > 2:  # epoch 1's checkpoint and metrics.json are written, epoch 2's checkpoint is not
+            raise runs.NoSpaceError(errno.ENOSPC, "No space left on device", str(path))
+        return write_once(path, write)
+
+    write_once = runs.atomic_write
+    monkeypatch.setattr(runs, "atomic_write", second_fails)
+    monkeypatch.setattr(runs, "atomic_write_json", lambda path, obj: second_fails(
+        path, lambda tmp: Path(tmp).write_text(json.dumps(obj))))
+    with pytest.raises(RunError) as refused:
+        train(recipe("gap", train_subset=256, epochs=2, device="cpu"), tmp_path / "run", progress=False,
+              overwrite=True, log=quiet)
+    said = str(refused.value)
+    assert "while saving epoch 2" in said and said.endswith("then run the same cell (or call) again to continue")
+    assert "--" not in said
 
 
 def test_a_notebooks_out_dir_that_is_a_file_is_named_without_a_flag(a_file, capsys, monkeypatch, no_training):

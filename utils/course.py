@@ -365,7 +365,11 @@ def gap_change(before: str, now: str, path: str | os.PathLike = STEPS_JSON) -> d
         if summary is not None:
             print(f"{shown_path(path)} holds no runs of {before} or {now}: re-run `make steps`.")
         return None
-    pairs = list(zip(steps[before]["runs"], steps[now]["runs"], strict=True))
+    runs_before = {r["seed"]: r for r in steps[before]["runs"]}
+    pairs = [(runs_before[r["seed"]], r) for r in steps[now]["runs"] if r["seed"] in runs_before]
+    if len(pairs) < max(len(runs_before), len(steps[now]["runs"])):
+        print(f"note: {shown_path(path)} holds other seeds for {before} than for {now}; the seeds of both follow "
+              "(re-run `make steps` for all)")
     for b, n in pairs:
         running = [r["final_train_accuracy"] - r["final_test_accuracy"] for r in (b, n)]
         print(f"seed {n['seed']}: clean gap {b['gap']:+.2f} -> {n['gap']:+.2f} points ({n['gap'] - b['gap']:+.2f}), "

@@ -18,7 +18,8 @@ SPREAD = {"mean": float, "std": float, "min": float, "max": float}
 STEPS = {  # results/steps.json, written by python -m tools.steps
     "config": dict, "seeds": [int], "device": str,
     "steps": [{"notebook": str, "model": str, "params": int, "test_accuracy": SPREAD, "gap": SPREAD,
-               "runs": [{"seed": int, "final_test_accuracy": float, "final_clean_train_accuracy": float, "gap": float,
+               "runs": [{"seed": int, "final_test_accuracy": float, "final_train_accuracy": float,
+                         "final_clean_train_accuracy": float, "gap": float,
                          "test_accuracy_curve": [float], "clean_train_accuracy_curve": [float],
                          "wall_seconds": float}]}],
 }
@@ -33,7 +34,8 @@ METRICS = {"model": str, "params": int, "epochs": int, "complete": bool, "goal_m
            "final_test_accuracy": float, "final_train_accuracy": float, "final_clean_train_accuracy": float,
            "final_val_accuracy": (float, None), "wall_seconds": float, "seed": int, "config": dict, "run_dir": str,
            "history": HISTORY}
-LESSON = {"model": str, "config": dict, "model_state": dict, "params": int, "epochs": int,  # results/lessons/*.pt
+LESSON = {"model": str, "config": {"seed": int, "epochs": int, "holdout": int},  # results/lessons/*.pt
+          "model_state": dict, "params": int, "epochs": int,
           "final_val_accuracy": float, "device": str}
 
 

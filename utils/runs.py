@@ -89,6 +89,10 @@ def open_run(cfg: Config | dict | None, out: str | Path | None, *, resume: str |
                            f"training images; use --batch-size {cfg.training_images} or less (the recipes use 128)")
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(out) if out is not None else REPO_ROOT / "runs" / f"{cfg.model}-seed{cfg.seed}-{stamp}"
+        try:
+            (out / RUN_LOCK).exists()
+        except OSError as exc:  # a name longer than the file system takes, say
+            raise RunError(f"{out} cannot be a run folder ({exc.strerror}); choose a shorter folder name") from None
         check_not_in_use(out)
         saved = check_replaceable(out, cfg, overwrite)  # checked again once the folder is locked
     return Run(cfg=cfg, out=out, device=resolve_device(cfg.device), saved=saved, overwrite=overwrite)
@@ -176,7 +180,8 @@ class Run:
         if bad:
             kept = f"{self.out} keeps the checkpoint of epoch {row['epoch'] - 1}" if self.epochs_saved else \
                 "nothing was saved"
-            raise RunError(f"training diverged in epoch {row['epoch']} ({bad[0]} is {row[bad[0]]}); lower --lr "
+            lower = "lower the peak LR, lr" if self.overwrite else "lower --lr"  # a notebook's words, or the flag
+            raise RunError(f"training diverged in epoch {row['epoch']} ({bad[0]} is {row[bad[0]]}); {lower} "
                            f"(this run used {self.cfg.lr:g}) and start a new run; {kept}")
         self.history.append(row)
         self.metrics = make_metrics(self, time.perf_counter() - self.started + self.wall_before)
@@ -188,8 +193,9 @@ class Run:
             atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
             atomic_write_json(self.out / METRICS, self.metrics)
         except NoSpaceError as exc:
-            then = (f"continue with --resume {self.out}" if self.epochs_saved else
-                    "start the run again (nothing of this run was saved)")
+            then = ("start the run again (nothing of this run was saved)" if not self.epochs_saved else
+                    "run the same cell (or call) again to continue" if self.overwrite else
+                    f"continue with --resume {self.out}")
             raise RunError(f"no space left on the device of {self.out} while saving epoch {len(self.history)} (the "
                            f"saved files are intact); free some space or move the folder, then {then}") from exc
         self.epochs_saved = len(self.history)
