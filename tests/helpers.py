@@ -174,8 +174,9 @@ def edited_checkpoint(run_dir, **changes) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 NOTEBOOKS = ROOT / "notebooks"
-EPOCH_LINE = re.compile(r"epoch\s+(\d+)/(\d+)\s+train loss \S+ acc\s+([\d.]+)%\s+test loss \S+ acc\s+([\d.]+)%"
-                        r"\s+start lr ([\d.]+)")
+EPOCH_LINE = re.compile(  # (epoch, epochs, running train %, clean train %, test %, start LR) of an epoch line
+    r"epoch\s+(\d+)/(\d+)\s+running train\s+([\d.]+)% \(loss \S+\)\s+clean train\s+([\d.]+)%\s+"
+    r"test\s+([\d.]+)% \(loss \S+\)\s+start lr ([\d.]+)")
 
 
 def read_notebook(stem: str):

@@ -125,8 +125,21 @@ def test_exercises_come_after_the_analysis(committed_notebook):
     _, nb = committed_notebook
     titles = [t for t, _ in sections(nb)]
     assert titles.index("Exercises") > next(i for i, t in enumerate(titles) if t.startswith("Analysis"))
-    assert titles[-2:] == ["Questionnaire", "Further reading"] or titles[-3:] == ["Questionnaire", "Further reading",
-                                                                              "Answer key"]
+    assert titles[-3:] == ["Questionnaire", "Further reading", "Answer key"]
+
+
+def test_the_answer_key_answers_every_question_and_is_the_instructors(committed_notebook):
+    """One answer per question of the questionnaire, in a cell the student edition leaves out (tagged answer-key)."""
+    _, nb = committed_notebook
+    found = dict(sections(nb))
+    asked = re.findall(r"^(\d+)\. ", found["Questionnaire"][0].source, re.M)
+    key = [c for c in found["Answer key"] if c.cell_type == "markdown"]
+    assert key and all("answer-key" in c.metadata.get("tags", []) for c in key)
+    answered = re.findall(r"^(\d+)\. ", "\n".join(c.source for c in key), re.M)
+    assert answered == asked and len(asked) >= 8
+    assert "«" not in "".join(c.source for c in key), "an answer left to fill in"
+    reading = found["Further reading"][0].source
+    assert reading.count("* ") >= 4 and "](http" in reading, "papers and chapters, linked"
 
 
 def test_the_before_and_after_works_for_a_notebook_opened_alone(committed_notebook):

@@ -71,15 +71,19 @@ def stored_run_problems(nb, stem: str) -> list[str]:
     if not log:
         return bad + ["no epoch lines"]
     result = stream_text(cell_calling(nb, "course.result("))
-    final_test, final_train = float(log[-1][3]), float(log[-1][2])
+    running, clean, final_test = (float(x) for x in log[-1][2:5])
     met = final_test >= GOAL and len(log) <= MAX_EPOCHS and params <= MAX_PARAMS
     for expected in (f"Parameters:            {params:,}\n",
-                     f"Final train accuracy:  {final_train:.2f}%",
+                     f"Running train accuracy: {running:.2f}%",
+                     f"Clean train accuracy:  {clean:.2f}%",
                      f"Final test accuracy:   {final_test:.2f}%  (epoch {len(log)}, the last one)\n",
                      f"Seed:                  {cfg.seed}\n",
                      f"parameters): {'met' if met else 'not met'}\n"):
         if expected not in result:
             bad.append(f"the Result block lacks {expected.strip()!r}, which its log says")
+    printed_gap = re.search(r"Clean train - test gap: ([-+][\d.]+) points", result)
+    if not printed_gap or abs(float(printed_gap.group(1)) - (clean - final_test)) > 0.011:  # the log's rounding
+        bad.append(f"the Result block's gap is not clean train {clean:.2f}% - test {final_test:.2f}%")
     return bad
 
 

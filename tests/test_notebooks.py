@@ -46,8 +46,9 @@ def notebook_problems(nb, stem: str) -> list[str]:
         bad.append("the second code cell is not the Colab bootstrap")
     headings = [c.source.lstrip().splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.strip()]
     sections = [h for h in headings if h.startswith(quoted_numbers.SECTIONS)]
-    if [s.split(":")[0] for s in sections] != ["## Target", "## Result", "## Analysis"]:
-        bad.append(f"sections are {sections}, not Target, Result, Analysis in that order")
+    if [s.split(":")[0] for s in sections] not in (["## Target", "## Result", "## Analysis"],
+                                                   ["## Target", "## Result", "## Analysis", "## Answer key"]):
+        bad.append(f"sections are {sections}, not Target, Result, Analysis (and an Answer key) in that order")
     for cell in code:
         if "# NBVAL" in cell.source:
             bad.append("an nbval marker as a code comment (use a cell tag)")

@@ -6,7 +6,8 @@
 The rules, small on purpose:
 
 1. Checked cells: markdown cells whose first line is a heading that starts with ``## Target``,
-   ``## Result`` or ``## Analysis`` (e.g. ``## Analysis: what BatchNorm bought``).
+   ``## Result``, ``## Analysis`` (e.g. ``## Analysis: what BatchNorm bought``) or ``## Answer key`` (the
+   questionnaire's answers, which quote the notebook's measurements).
 2. Not numbers: anything in inline code or a code block, link targets, digits glued to a letter or
    an underscore (``3x3``, ``Conv2d``, ``01_baseline``), and step / notebook references
    (``step 4``, ``steps 1-4``, ``notebook 05``).
@@ -43,7 +44,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS_JSON = ROOT / "results" / "steps.json"
-SECTIONS = ("## Target", "## Result", "## Analysis")
+SECTIONS = ("## Target", "## Result", "## Analysis", "## Answer key")
 NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
 STEP_REFERENCE = re.compile(r"\b(?:steps?|notebooks?)\s+(\d+)(?:\s*(?:-|–|to|and)\s*(\d+))?", re.I)
 NOT_NUMBERS = [
