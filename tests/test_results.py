@@ -21,7 +21,8 @@ REMAKE = "python -m tools.steps"
 def steps_summary() -> dict:
     """A results/steps.json as tools.steps writes it: one step, two seeds."""
     spread = {"mean": 97.5, "std": 0.5, "min": 97.0, "max": 98.0}
-    run = {"seed": 1, "final_test_accuracy": 97.0, "final_clean_train_accuracy": 97.4, "gap": 0.4,
+    run = {"seed": 1, "final_test_accuracy": 97.0, "final_train_accuracy": 96.9, "final_clean_train_accuracy": 97.4,
+           "gap": 0.4,
            "test_accuracy_curve": [95.0, 97.0], "clean_train_accuracy_curve": [95.5, 97.4], "wall_seconds": 61.5}
     return {"config": {"epochs": 2}, "seeds": [1, 2], "device": "cpu",
             "steps": [{"notebook": "01_baseline", "model": "baseline", "params": 6_346, "test_accuracy": spread,
@@ -37,7 +38,8 @@ def exercises_summary() -> dict:
 
 def lesson_record() -> dict:
     """A results/lessons/<model>.pt as tools.lesson_weights writes it."""
-    return {"model": "baseline", "config": {"seed": 1}, "model_state": {"w": torch.arange(6.0).reshape(2, 3)},
+    return {"model": "baseline", "config": {"seed": 1, "epochs": 2, "holdout": 10000},
+            "model_state": {"w": torch.arange(6.0).reshape(2, 3)},
             "params": 6, "epochs": 3, "final_val_accuracy": 98.25, "device": "cpu"}
 
 

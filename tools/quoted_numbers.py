@@ -100,7 +100,7 @@ RUN_SUMMARY = ("final_test_accuracy", "final_train_accuracy", "final_clean_train
 EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)/(\d+)\b")
 STATISTIC_WORDS = [(re.compile(r"\b(?:mean|means|average)\b", re.I), "mean"),
                    (re.compile(r"\bfinal\b|\blast epoch\b", re.I), "final")]
-NAMED = re.compile(r"\b(epoch|seed)\s+(\d+)\b", re.I)
+NAMED = re.compile(r"\b(epoch|seed)\s+(\d+)\b(?![.,]\d)", re.I)  # "epoch 3", not "epoch 99.87%"
 
 
 def json_numbers(obj) -> list[float]:
