@@ -257,8 +257,8 @@ def test_the_comparison_fails_on_a_leaked_solution_a_lost_check_and_an_output():
     assert any("which no cell of the student edition defines" in p
                for p in edition_problems(master, unbound, tests_dir))
     other = copy.deepcopy(master)
-    test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_total" in c.source)
-    test_cell.source = test_cell.source.replace("answer_total ==", "answer_total + 1 ==")
+    test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_batchnorm_parameters" in c.source)
+    test_cell.source = test_cell.source.replace("answer_batchnorm_parameters ==", "answer_batchnorm_parameters + 1 ==")
     assert any("does not hold the master's checks" in p for p in edition_problems(other, student, tests_dir))
 
 
@@ -446,6 +446,19 @@ def test_an_out_folder_that_holds_anything_else_is_refused(tmp_path, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and f"--out {out}" in err[0] and "'notes.txt'" in err[0], err
     assert tree(out) == {**before, "notes.txt": b"my notes"}
+
+
+def test_an_edition_whose_notebooks_were_run_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """Running the student notebooks in their folder leaves otter's log (and JupyterLab's checkpoints): a
+    second `make test` or `make student` must rebuild the edition, not refuse it as someone else's folder."""
+    out = tmp_path / "student"
+    previous_edition(out)
+    (out / ".OTTER_LOG").write_bytes(b"otter's log")
+    (out / ".ipynb_checkpoints").mkdir()
+    monkeypatch.setattr(student_tool, "OTTER", Path(sys.executable))
+    monkeypatch.setattr(student_tool.subprocess, "run", fake_otter(0, None))
+    student_tool.main([*MASTERS, "--out", str(out)])
+    assert (out / "01_baseline.ipynb").is_file() and "error" not in capsys.readouterr().err
 
 
 def run_otter_cell(tmp_path: Path, monkeypatch, with_checks: bool) -> dict:

@@ -51,7 +51,9 @@ STAGED = ("utils", "results/steps.json", "results/exercises.json", "results/less
 BADGE = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/)main/notebooks/([\w.-]+\.ipynb)")
 OTTER_CELL_MARK = "# The exercises' checks (otter-grader)"
 ANSWER_KEY = "answer-key"  # the tag of the cells that hold a questionnaire's answers: not in the student edition
-EDITION = ("*.ipynb", "tests", "autograder", ".stage")  # what a student edition folder holds
+# What a student edition folder holds, and what running its notebooks there leaves (otter's log, Jupyter's
+# checkpoints): a rebuild replaces the whole folder, these included.
+EDITION = ("*.ipynb", "tests", "autograder", ".stage", ".OTTER_LOG", ".ipynb_checkpoints")
 
 
 class StudentEditionError(Exception):
