@@ -257,7 +257,7 @@ def test_the_comparison_fails_on_a_leaked_solution_a_lost_check_and_an_output():
     assert any("which no cell of the student edition defines" in p
                for p in edition_problems(master, unbound, tests_dir))
     other = copy.deepcopy(master)
-    test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_batchnorm_parameters" in c.source)
+    test_cell = next(c for c in other.cells if c.cell_type == "code" and "assert answer_batchnorm" in c.source)
     test_cell.source = test_cell.source.replace("answer_batchnorm_parameters ==", "answer_batchnorm_parameters + 1 ==")
     assert any("does not hold the master's checks" in p for p in edition_problems(other, student, tests_dir))
 
