@@ -45,8 +45,18 @@ def test_a_clean_page_has_no_problems():
     (dict(edit=lambda s: s["cells"][1].__setitem__("prompt", "[4]:")), "not every code cell ran once, in order"),
     (dict(expected_cells=4), "3 code cells on the page, 4 in the file"),
     (dict(edit=lambda s: s["cells"][1].__setitem__("outputs", [(STDOUT, "epoch 1/1 ...")])), "no progress display"),
+    (dict(edit=lambda s: s["cells"][1].update(source="train(cfg, out, progress=False)", outputs=[])),
+     "turns the progress display off and prints nothing"),
 ], ids=["error in cell 1", "error", "stderr", "blank stderr", "no mime type", "no image", "broken image",
-        "no Result heading", "no Result block", "run out of order", "cell missing", "no progress line"])
+        "no Result heading", "no Result block", "run out of order", "cell missing", "no progress line",
+        "silent short run"])
 def test_each_problem_is_reported_in_one_line(changes, words):
     found = problems(**page(**changes))
     assert len(found) == 1 and words in found[0], found
+
+
+def test_a_short_run_that_prints_its_own_lines_needs_no_progress_display():
+    """A short experiment (progress=False, or a progress hook that records) reports by print()."""
+    shown = page()
+    shown["cells"][1].update(source="train(cfg, out, progress=False)", outputs=[(STDOUT, "by hand  epoch 1: 97.0%")])
+    assert problems(**shown) == []

@@ -9,6 +9,7 @@ import re
 
 PROGRESS = re.compile(r"epoch\s+\d+/\d+|\d+/\d+ epochs done")  # live line, or its final state
 TRAIN_CALL = re.compile(r"(?<![\w.])train\(")
+OWN_REPORT = re.compile(r"progress\s*=\s*(False|lambda)\b")  # a short experiment that prints its own lines
 ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b|Traceback \(most recent call last\)", re.M)
 STDERR = "application/vnd.jupyter.stderr"
 
@@ -54,6 +55,11 @@ def problems(expected_cells: int, cells: list[dict], images: list, headings: lis
     if not training:
         found.append("no code cell calls train(")
     for cell in training:
+        if OWN_REPORT.search(cell["source"]):
+            if not any(mime == "application/vnd.jupyter.stdout" and text.strip() for mime, text in cell["outputs"]):
+                found.append(f"training cell ({first_line_of(cell)!r}) turns the progress display off and prints "
+                             "nothing, so a student cannot tell it is working")
+            continue
         live = [text for mime, text in cell["outputs"] if mime == "text/plain" and PROGRESS.search(text)]
         if not live:
             shown = [(mime, text.strip()[:80]) for mime, text in cell["outputs"]]

@@ -5,9 +5,10 @@ Checks, per notebook, everything a student would notice and nbval/papermill cann
 * opening it does not mark it changed (stored metadata = what JupyterLab writes), before anything runs;
 * after the run: every code cell ran once, in order; no error and no stderr output (a tqdm bar on
   stderr shows as pink blocks); every image loaded; the Result section and the block course.result prints are there;
-* the training cell shows a progress display: a plain-text line `epoch N/M` written through an
-  IPython display handle (rendered as text/plain, unlike print() which renders as stdout), which
-  ends as `N/M epochs done`.
+* the cell that trains the step's network shows a progress display: a plain-text line `epoch N/M`
+  written through an IPython display handle (rendered as text/plain, unlike print() which renders as
+  stdout), which ends as `N/M epochs done`; a short experiment that turns it off (progress=False, or
+  a hook that records) prints its own lines instead.
 A full-height screenshot of each notebook lands in build/e2e/NAME.png, pass or fail.
 Run with `make e2e` (installs Chromium and Playwright first); not part of `make test`.
 """
