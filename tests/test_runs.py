@@ -40,6 +40,7 @@ from utils import data, fsutil, predict, runs
 from utils.config import Config
 from utils.models import build_model
 from utils.runs import read_checkpoint
+from utils.settings import sigterm_as_interrupt
 from utils.summary import count_parameters
 from utils.train import evaluate, load_device_data, train, train_epoch
 from utils.train import main as train_main
@@ -400,6 +401,25 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_numbers_and_weights(tmp_p
     assert f"{a['final_test_accuracy']:.2f}%" in capsys.readouterr().out
     assert same_weights(weights(full_dir), weights(out))
     assert files_in(out) == RUN_FILES, "no temporary files left"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_an_epoch_is_saved_waits_until_both_files_are_written(tmp_path, monkeypatch, sig):
+    """Ctrl-C (or SIGTERM) arriving as epoch 1's checkpoint starts to be written stops the run only once its
+    metrics.json is written too, with the epoch counted: never a checkpoint without its metrics.json."""
+    cut = tmp_path / "cut"
+    real_write = runs.atomic_write
+
+    def signalled(path, write):
+        os.kill(os.getpid(), sig)  # delivered at once, here, in the middle of Run.save
+        return real_write(path, write)
+
+    monkeypatch.setattr(runs, "atomic_write", signalled)
+    with sigterm_as_interrupt(), pytest.raises(runs.Interrupted) as stopped:
+        train(small(), cut, progress=False, log=quiet)
+    assert files_in(cut) == RUN_FILES
+    assert json.loads((cut / "metrics.json").read_text())["epochs"] == 1 and stopped.value.epochs_saved == 1
+    assert f"{cut} keeps epoch 1" in str(stopped.value)
 
 
 KILL_POINTS = ["while writing checkpoint.pt", "between checkpoint.pt and metrics.json", "while writing metrics.json"]

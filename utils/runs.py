@@ -6,11 +6,11 @@
         run.save(row, model, opt, sched)                   # after every epoch: checkpoint.pt, then metrics.json
 
 The checkpoint is the one commit point: written first, atomically, with its own copy of the metrics, then
-metrics.json from it (a kill between the two is repaired on resume; a kill inside a write leaves a temporary file
-the next run there deletes). One process writes a run folder, holding its lock file for the whole run (the kernel
-releases it when the process dies; no lock without ``fcntl``, i.e. on Windows). A checkpoint is a file people
-share: read with ``torch.load(weights_only=True, mmap=True)``, no code in it runs and no tensor is read before it
-is used; anything training could not use is refused in one line that names the file.
+metrics.json from it (Ctrl-C waits for both; a kill -9 between the two is repaired on resume; a kill inside a write
+leaves a temporary file the next run there deletes). One process writes a run folder, holding its lock file for the
+whole run (the kernel releases it when the process dies; no lock without ``fcntl``, i.e. on Windows). A checkpoint
+is a file people share: read with ``torch.load(weights_only=True, mmap=True)``, no code in it runs and no tensor is
+read before it is used; anything training could not use is refused in one line that names the file.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from . import GOAL, REPO_ROOT, config, fsutil, results, shown_path
 from .config import RESUME_MAY_CHANGE, Config, resolve_device, saved_config
 from .fsutil import NoSpaceError, atomic_write, atomic_write_json, ensure_writable_dir, temporaries
 from .models import MODELS, build_model
-from .settings import RunError, number, resumed
+from .settings import RunError, interrupts_held, number, resumed
 from .summary import count_parameters
 
 CHECKPOINT = "checkpoint.pt"
@@ -190,15 +190,16 @@ class Run:
                  "optimizer_state": opt.state_dict(), "scheduler_state": sched.state_dict(),
                  "history": self.history, "wall_seconds": self.metrics["wall_seconds"], "metrics": self.metrics}
         try:
-            atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
-            atomic_write_json(self.out / METRICS, self.metrics)
+            with interrupts_held():  # Ctrl-C or SIGTERM waits until the epoch is written whole and counted
+                atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+                atomic_write_json(self.out / METRICS, self.metrics)
+                self.epochs_saved = len(self.history)
         except NoSpaceError as exc:
             then = ("start the run again (nothing of this run was saved)" if not self.epochs_saved else
                     "run the same cell (or call) again to continue" if self.overwrite else
                     f"continue with --resume {self.out}")
             raise RunError(f"no space left on the device of {self.out} while saving epoch {len(self.history)} (the "
                            f"saved files are intact); free some space or move the folder, then {then}") from exc
-        self.epochs_saved = len(self.history)
 
 
 def make_metrics(run: Run, wall: float) -> dict:

@@ -201,3 +201,25 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C or SIGTERM arriving inside waits for the block to finish, then acts as it would have: an epoch's
+    two files are written both or neither, so an interrupted run never shows a checkpoint without its
+    metrics.json (only a kill -9 can; resume repairs that)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    handlers = [signal.getsignal(s) for s in signals] if threading.current_thread() is threading.main_thread() else []
+    if not handlers or None in handlers:  # not the main thread, or a handler Python did not install: leave them be
+        yield
+        return
+    held = []
+    for s in signals:
+        signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in zip(signals, handlers, strict=True):
+            signal.signal(s, handler)
+    if held:
+        signal.raise_signal(held[0])  # the handler of before, now that the block is done
