@@ -131,6 +131,13 @@ def one_error_line(capsys, main, argv, *words, status=2):
 # Folders: a run copied to damage, files compared byte for byte, a checkpoint edited
 # --------------------------------------------------------------------------------------------------
 
+RUN_FILES = ["checkpoint.pt", "metrics.json"]  # all a run folder holds once its run ended: no lock, no temporary
+
+
+def files_in(folder) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
 def copy_run(finished, tmp_path, name="copy") -> Path:
     """A copy of the folder of ``finished`` (a tiny_run result: folder, metrics) in ``tmp_path``."""
     dest = tmp_path / name

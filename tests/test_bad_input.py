@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, cli_env, one_error_line, quiet
+from helpers import ROOT, RUN_FILES, cli_env, files_in, one_error_line, quiet, small, without_timing
 from torch import nn
 
 from tools import seeds as seeds_tool
@@ -39,7 +39,6 @@ from utils.settings import RunError
 from utils.summary import count_parameters
 from utils.train import make_optimizer, recipe, train
 
-RUN_FILES = ["checkpoint.pt", "metrics.json"]  # all a run folder holds between runs: no .lock, no temporary file
 FINAL_SPEC = "q10 12 16 d 16 16 d"  # tools.tune's spelling of the final network
 SWEEP = ["--steps", "01_baseline", "--seeds", "1", "--train-subset", "256", "--device", "cpu", "--no-progress",
          "--jobs", "1"]  # one step, one seed, in this process
@@ -62,19 +61,6 @@ def as_main(module: str, argv: list[str]) -> int:
 
 def train_main(argv: list[str]) -> int:
     return as_main("utils.train", argv)
-
-
-def files_in(folder) -> list[str]:
-    return sorted(p.name for p in Path(folder).iterdir())
-
-
-def tiny(model: str = "gap", **overrides):
-    """Two epochs on 256 images on the CPU: a run of a few seconds that writes everything a real run does."""
-    return recipe(model, **{"epochs": 2, "train_subset": 256, "batch_size": 128, "device": "cpu", **overrides})
-
-
-def without_timing(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
 def trained_epochs(patch) -> list[int]:
@@ -501,7 +487,7 @@ def test_a_notebook_cell_run_again_after_ctrl_c_continues_its_run(tmp_path, monk
     """The notebooks call ``train(run.cfg, run.dir, progress=..., overwrite=True)``: run again with the same settings
     after Ctrl-C, the cell continues the unfinished run to the numbers of an uninterrupted one, and the message
     says so in a notebook's words, not a flag of the command line."""
-    cfg = tiny()
+    cfg = small(model="gap")
     _, uninterrupted = tiny_run(cfg)
     out = tmp_path / "runs" / "04_gap"
     with monkeypatch.context() as patch:
@@ -880,7 +866,7 @@ def test_a_real_full_disk_while_writing_mnist_says_so(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 def test_predict_takes_a_run_folder_or_its_checkpoint_and_refuses_bare_weights(tiny_run, mnist, tmp_path):
-    folder, _ = tiny_run(tiny())
+    folder, _ = tiny_run(small(model="gap"))
     images = data.normalize(mnist.test_images[:64])
     net = build_model("gap")
     net.load_state_dict(torch.load(folder / "checkpoint.pt", weights_only=True)["model_state"])

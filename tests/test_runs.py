@@ -22,9 +22,11 @@ import pytest
 import torch
 from helpers import (
     ROOT,
+    RUN_FILES,
     cli_env,
     copy_run,
     edited_checkpoint,
+    files_in,
     one_error_line,
     quiet,
     same_weights,
@@ -45,7 +47,6 @@ from utils.summary import count_parameters
 from utils.train import evaluate, load_device_data, train, train_epoch
 from utils.train import main as train_main
 
-RUN_FILES = ["checkpoint.pt", "metrics.json"]  # all a run folder holds once its run ended: no lock, no temporary
 COMMON = ["--train-subset", "1024", "--device", "cpu", "--no-progress"]  # with --epochs 3: tiny_config()
 
 
@@ -66,10 +67,6 @@ def small_run(tiny_run):
 def half(stopped_run, tmp_path):
     """A run of small() stopped after its first epoch: what --resume continues (this test's own copy)."""
     return stopped_run(small(), tmp_path / "half")
-
-
-def files_in(folder) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 def start(*args) -> subprocess.Popen:
