@@ -1,7 +1,8 @@
 """utils.config: a Config refuses, when it is made, a value that cannot make a run (the seed's range, the
 training images left by train_subset and holdout); every teaching step's recipe; the device a run computes on;
-the allocator setting, which changes the speed and not a single number."""
+the allocator setting, which changes the speed and not a single number; the CPU name stored with results."""
 import dataclasses
+import platform
 import sys
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from helpers import one_error_line, quiet, small, tiny_config, weights, without_timing
 
 from utils import config, runs
-from utils.config import recipe, resolve_device
+from utils.config import cpu_name, recipe, resolve_device
 from utils.train import epoch_seed, load_device_data, train
 from utils.train import main as train_main
 
@@ -100,3 +101,20 @@ def test_a_run_without_glibc_says_so(monkeypatch):
     monkeypatch.setattr(config.ctypes, "CDLL", no_libc)
     monkeypatch.setitem(config.ALLOCATOR, "setting", "as the system set it")
     assert config.reuse_freed_memory() == "as the system set it (not glibc: nothing to change)"
+
+
+AMD_VM = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n\n" \
+         "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+XEON = "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n"
+
+
+@pytest.mark.parametrize("cpuinfo, name", [
+    (AMD_VM, "AMD EPYC (family 25, model 17)"),  # a bare line name: the first processor's numbers say which chip
+    (XEON, "Intel(R) Xeon(R) Platinum 8488C"),  # a name with its model number is left as the CPU gives it
+])
+def test_the_cpu_name_tells_hosts_apart(cpuinfo, name):
+    assert cpu_name(cpuinfo) == name
+
+
+def test_without_a_model_name_the_cpu_name_is_the_platforms():
+    assert cpu_name("processor\t: 0\n") == (platform.processor() or platform.machine())
