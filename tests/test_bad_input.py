@@ -560,6 +560,19 @@ def test_a_judged_variant_that_is_not_a_digit_classifier_is_named_before_trainin
     assert lines == [f"my network: {problem}; finish the cell above, then run it again"], lines
 
 
+@pytest.mark.parametrize("notebook, settings", [
+    ("04_gap", {"degrees": 15}),  # the step without augmentation: the setting would be ignored
+    ("01_baseline", {"translate": 0.2, "lr": 0.03}),
+], ids=["degrees on step 4", "translate on step 1"])
+def test_an_augmentation_range_on_a_step_without_augmentation_is_named_before_training(nothing_trains, capsys,
+                                                                                      notebook, settings):
+    assert exercises.judge(notebook, label="my setting", **settings) is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    unused = " and ".join(name for name in settings if name != "lr")
+    assert lines == [f"my setting: {notebook} trains without augmentation, so {unused} would change nothing; "
+                     "judge 05_augmentation, where augmentation is on"], lines
+
+
 # --------------------------------------------------------------------------------------------------
 # Hardening case 10: results/lessons/<step>.pt that loads but lacks an entry: KeyError or TypeError in the notebook
 # --------------------------------------------------------------------------------------------------

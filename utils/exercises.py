@@ -43,6 +43,9 @@ def budget(quick: bool | None = None) -> tuple[dict, tuple[int, ...]]:
     return (dict(QUICK_BUDGET), QUICK_SEEDS) if quick else (dict(BUDGET), SEEDS)
 
 
+AUGMENTATION_RANGES = ("degrees", "translate", "scale")  # Config fields that act only where augment is on
+
+
 def budget_config(notebook: str, seed: int, short: dict, **settings) -> Config:
     """The step's recipe on the short budget, with the variant's ``settings`` (Config fields) on top."""
     if notebook not in STEPS:
@@ -197,9 +200,14 @@ def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | N
     if variant is not None and built(variant, label) is None:
         return None
     try:
-        budget_config(notebook, seeds[0], short, **settings)  # a Config checks its fields as it is made
+        cfg = budget_config(notebook, seeds[0], short, **settings)  # a Config checks its fields as it is made
     except (TypeError, ValueError) as exc:
         print(f"{label}: these settings cannot make a run ({exc}); finish the cell above, then run it again")
+        return None
+    unused = [name for name in AUGMENTATION_RANGES if name in settings and not cfg.augment]
+    if unused:  # the run would train exactly the unchanged step, and the verdict would judge nothing
+        print(f"{label}: {notebook} trains without augmentation, so {' and '.join(unused)} would change "
+              "nothing; judge 05_augmentation, where augmentation is on")
         return None
     quick = quick_mode()
     folder = (REPO_ROOT / "build" / "quick" / "exercises" if quick else RUNS) / notebook
