@@ -167,10 +167,11 @@ def fake_timing_results(tmp_path, monkeypatch, cuda: bool = True):
          "runs": [{"wall_seconds": 30.0}, {"wall_seconds": 600.0}, {"wall_seconds": 66.0}]},  # median 66 s
         {"notebook": "05_augmentation", "model": "final",
          "runs": [{"wall_seconds": 100.0}, {"wall_seconds": 400.0}, {"wall_seconds": 130.0}]}]}  # median 130 s
-    short = {"device": "Test GPU", "steps": {
+    short = {"cpu": "Exercise CPU", "device": "cpu (x86_64, 1 threads)", "steps": {
         "01_baseline": {"runs": [{"seconds": 10.4}, {"seconds": 20.2}, {"seconds": 30.1}]},  # 60.7 s
         "05_augmentation": {"runs": [{"seconds": 5.0}, {"seconds": 6.0}, {"seconds": 7.6}]}}}  # 18.6 s
-    gpu = {"runs": [{"wall_seconds": 12.0}, {"wall_seconds": 600.0}, {"wall_seconds": 24.0}]}  # median 24 s
+    gpu = {"runs": [{"wall_seconds": 12.0, "device": "cuda (Test GPU)"}, {"wall_seconds": 600.0},
+                    {"wall_seconds": 24.0}]}  # median 24 s
     paths = {"STEPS_JSON": (tmp_path / "steps.json", steps), "EXERCISES_JSON": (tmp_path / "exercises.json", short),
              "CUDA_SUMMARY": (tmp_path / "seeds-cuda.json", gpu)}
     for name, (path, value) in paths.items():
@@ -190,7 +191,8 @@ def test_timing_rows_are_the_medians_and_sums_of_the_stored_runs(tmp_path, monke
         "| [05_augmentation](notebooks/05_augmentation.ipynb) | 20 min | 3 (2 judged) | 19 s | 2.2 min | 0.4 min |"]
     assert lines[4] == ""
     note = lines[5]
-    assert "(Test GPU, results/exercises.json)" in note, "the exercises' device, as stored"
+    assert "(Exercise CPU, cpu (x86_64, 1 threads), results/exercises.json)" in note, "the exercises' CPU, as stored"
+    assert "(results/seeds-cuda.json, cuda (Test GPU): the median of its seeds, which shared the GPU" in note
     assert "the median of the 3 seeds of results/steps.json (Test CPU, cpu (x86_64, 1 threads), one run at a time)" \
         in note
     assert f"at {report.READING_WORDS_PER_MINUTE} words a minute" in note

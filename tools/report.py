@@ -197,13 +197,21 @@ def timing_block() -> str:
         on_gpu = f"{gpu:.1f} min" if gpu is not None and model == "final" else "not measured"
         rows.append(f"| [{stem}](notebooks/{stem}.ipynb) | {minutes} min | {exercises} ({judged} judged) | "
                     f"{judge:.0f} s | {cpu:.1f} min | {on_gpu} |")
+    gpu_device = cuda["runs"][0].get("device") if cuda and cuda["runs"] else None
     return "\n".join(rows + ["", f"Reading: the notebook's prose at {READING_WORDS_PER_MINUTE} words a minute, code "
                               "and answer key left out. One judged experiment: the three seeds of the unchanged step "
-                              f"on the exercises' short budget as stored ({short['device']}, results/exercises.json); "
+                              f"on the exercises' short budget as stored ({machine(short)}, results/exercises.json); "
                               "a student's variant takes about as long. Training: the notebook's own 15-epoch run, "
                               f"the median of the {len(steps['seeds'])} seeds of results/steps.json ({steps['cpu']}, "
                               f"{steps['device']}, {runs_at_a_time(steps)}); on a GPU only step 5 was timed "
-                              "(results/seeds-cuda.json). Add the time to think: the exercises ask for it."])
+                              f"(results/seeds-cuda.json{', ' + gpu_device if gpu_device else ''}: the median of "
+                              "its seeds, which shared the GPU, so a lone run is faster; the Speed section of "
+                              "docs/reproducibility.md times one). Add the time to think: the exercises ask for it."])
+
+
+def machine(summary: dict) -> str:
+    """The CPU model and the device of a stored summary, as far as it names them."""
+    return ", ".join(x for x in (summary.get("cpu"), summary.get("device")) if x)
 
 
 def seeds_block() -> str:
