@@ -95,9 +95,10 @@ WRONG = {
         "answer_parameters = 100 + 24 * (10 * 9 + 1) + 16 * (24 * 9 + 1) + 2_320 + 2_320",  # the head forgotten
     ],
     "q2_receptive_field": [
-        "answer_receptive_field, answer_map_side = 20, 5",  # the network before the pool moved
-        "answer_receptive_field, answer_map_side = 1 + 2 + 2 + 1 + 2 * 3, 6",  # the pool's jump forgotten
-        "answer_receptive_field, answer_map_side = 18, 7",  # the side off by one
+        "answer_pool_field, answer_receptive_field = 4, 20",  # the network before the pool moved
+        "answer_pool_field, answer_receptive_field = 6, 1 + 2 + 2 + 1 + 2 * 3",  # the pool's jump forgotten
+        "answer_pool_field, answer_receptive_field = 5, 17",  # the pool adds nothing
+        "answer_pool_field, answer_receptive_field = 6, 20",  # only the pool's field worked out
     ],
     "q3_no_pool": [
         NO_POOL.format(extra=" nn.MaxPool2d(2),", flat="16 * 9 * 9"),  # the pool kept, at the end
@@ -110,6 +111,8 @@ WRONG = {
         # measured: OMP_NUM_THREADS=1, exercises.judge("01_baseline", lr=0.01) on validation, seeds 1-3
         verdict("lower_lr", "01_baseline", "{'lr': 0.01}", (80.87, 31.22, 33.57), "11_586"),
         verdict("lower_lr", "01_baseline", "{'lr': 1e-6}", (10.64, 10.64, 10.64), "11_586"),  # learns nothing
+        'lower_lr = exercises.judge("01_baseline", label="x", lr=0.09, warmup=0.8)',  # the warm-up does the work
+        'lower_lr = exercises.judge("02_batchnorm", label="x", lr=0.03)',  # BatchNorm's network, not step 1's
     ],
     # ---- 02_batchnorm
     "q1_batchnorm_parameters": [
@@ -167,6 +170,8 @@ WRONG = {
         NARROW.format(last=10, bias=False).replace(  # the right network, a verdict where one seed did not learn
             'narrow_gap = exercises.judge("04_gap", NarrowGapNet, label="last layer 10 channels")',
             verdict("narrow_gap", "04_gap", "{}", (98.0, 88.5, 97.9), "count_parameters(NarrowGapNet())")),
+        NARROW.format(last=10, bias=False).replace('judge("04_gap"', 'judge("03_dropout"'),  # against step 3
+        NARROW.format(last=10, bias=False).replace(", nn.Dropout(dropout),", ","),  # the Dropout layers left out
     ],
     # ---- 05_augmentation
     "q1_shift_range": [
@@ -181,5 +186,6 @@ WRONG = {
         'from utils import exercises\n\nstronger = exercises.judge("05_augmentation", label="x", degrees=15, '
         'translate=0.2)',  # two changes at once
         verdict("stronger", "05_augmentation", "{'degrees': 15}", (98.9, 11.35, 98.7), "7_816"),  # a seed failed
+        'from utils import exercises\n\nstronger = exercises.judge("04_gap", label="x", degrees=15)',  # no augmentation
     ],
 }
