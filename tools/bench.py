@@ -4,7 +4,7 @@
     python -m tools.bench --levers          # + what each speed lever is worth on our trainer
     python -m tools.bench --full --record   # + a full default training; keep the result in results/bench/
 
-The README's Speed section says what each pipeline does; ``speed_markdown`` renders its tables.
+The Speed section of docs/reproducibility.md says what each pipeline does; ``speed_markdown`` renders its tables.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train every unchanged step on the exercises' short budget and store it, so a student trains only the variant.
 
-    python -m tools.exercise_baselines             # the five steps, seeds 1-3 (about 2 min on 2 cores)
+    python -m tools.exercise_baselines             # the five steps, seeds 1-3 (each run timed in the summary)
 
 ``utils.exercises.judge`` sets a student's variant of a step against these runs: the step's own
 recipe on ``utils.exercises.BUDGET`` (two epochs on the first 10,000 training images, scored on the

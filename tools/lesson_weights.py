@@ -1,6 +1,6 @@
 """Train and store the small networks the notebooks' concept sections look inside (results/lessons/).
 
-    python -m tools.lesson_weights                     # baseline, gap and final (about 5 min on 2 cores)
+    python -m tools.lesson_weights                     # every step (utils.lessons.LESSON_MODELS)
     python -m tools.lesson_weights --models gap
 
 Each is its step's recipe (``utils.lessons.lesson_config``: seed 1, the last 10,000 training images

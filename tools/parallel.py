@@ -1,7 +1,8 @@
 """A sweep's runs side by side: one worker process per core, one torch thread in each.
 
-A training step of these small networks keeps two threads poorly busy (two threads bought 1.36x over
-one on an Intel Xeon host), while two one-thread runs side by side do more work than one two-thread run.
+A training step of these small networks keeps two threads poorly busy, while two one-thread runs side by
+side do more work than one two-thread run (two seeds: 246 s side by side against 411 s one after the other on
+two threads, AMD EPYC, results/sweep-walls/20261203-1128-amd.json).
 The stored sweeps were trained on one thread per run (``OMP_NUM_THREADS=1``), and a run's float sums follow
 its thread count, not how many runs share the machine: a run trained beside others gives the numbers it
 gives alone. Only its wall time grows, so a summary says how many ran at once.

@@ -1,6 +1,7 @@
 """Model selection on a validation split: train a candidate trunk on 50,000 training images and
 score it on the other 10,000 (``--holdout 10000``). The test set plays no part here: this script
-prints validation numbers only, and results/tuning.md was written from its output.
+prints validation numbers only. results/tuning.md's trunk rows come from its output, its recipe
+rows from ``python -m utils.train --holdout 10000``.
 
     python -m tools.tune "q10 12 16 d 16 16 d" --seed 1            # one candidate, one seed
     python -m tools.tune "q10 12 16 d 16 16 d" --seed 1 --batch-size 64
