@@ -121,6 +121,48 @@ def test_image_grid_titles_each_image_and_hides_spare_cells():
     assert shown[0].images[0].get_cmap().name == "RdBu_r" and fig._suptitle.get_text() == "kernels"
 
 
+def test_image_grid_mixes_grey_digits_with_signed_maps_and_draws_maps_of_values_from_0_in_reds():
+    digits, maps = torch.rand(2, 4, 4), torch.randn(2, 4, 4)
+    fig = plots.image_grid([*digits, *maps], signed=[False, False, True, True], shared=True, cols=4)
+    assert [ax.images[0].get_cmap().name for ax in fig.axes] == ["gray_r", "gray_r", "RdBu_r", "RdBu_r"]
+    top = float(maps.abs().max())
+    assert fig.axes[2].images[0].get_clim() == pytest.approx((-top, top)), "the maps' scale, not the digits'"
+    relu_maps = torch.rand(3, 4, 4) * torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1)
+    fig = plots.image_grid(relu_maps, signed=True, shared=True, cols=3)
+    assert {ax.images[0].get_cmap().name for ax in fig.axes} == {"Reds"}
+    assert all(ax.images[0].get_clim() == pytest.approx((0, float(relu_maps.max()))) for ax in fig.axes)
+
+
+def test_a_point_below_the_accuracy_axis_is_named_on_the_figure():
+    history = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_accuracy": 99.0,
+                "clean_train_loss": 1 / e, "clean_train_accuracy": 99.5, "test_accuracy": 99.2} for e in range(1, 10)]
+    history[0].update(test_accuracy=90.0, clean_train_accuracy=91.0, train_accuracy=80.0)
+    history[1].update(test_accuracy=96.0)
+    acc_ax = plots.training_curves(history).axes[1]
+    assert acc_ax.get_ylim()[0] == 97.0
+    assert [t.get_text() for t in acc_ax.texts] == ["below 97%, off the axis: epochs 1-2"]
+    history = [dict(h, test_accuracy=99.2, clean_train_accuracy=99.5, train_accuracy=99.0) for h in history]
+    assert not plots.training_curves(history).axes[1].texts, "nothing off the axis, no note"
+    assert plots._epochs([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+
+
+def test_seed_curves_name_each_kind_of_curve_once():
+    runs = [{"seed": s, "history": [{"epoch": e, "test_accuracy": 99.0 + s / 100, "clean_train_accuracy": 99.5,
+                                     "test_loss": 0.02, "clean_train_loss": 0.01} for e in range(1, 4)]}
+            for s in range(1, 11)]
+    fig = plots.seed_curves(runs)
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert labels == ["clean train, seed 1", "test, seed 1", "clean train, the other seeds", "test, the other seeds",
+                      "goal 99.40%"]
+    assert len(fig.axes[1].lines) == 2 * 10 + 1, "every seed drawn, the goal line"
+
+
+def test_parameters_by_layer_names_both_kinds_where_two_networks_differ():
+    fig = plots.parameters_by_layer({"dense": build_model("dropout"), "gap": build_model("gap")})
+    assert fig.axes[0].get_xticklabels()[-1].get_text() == "linear / conv\nhead.1"
+    assert [t.get_rotation() for t in fig.axes[0].texts] == [90.0] * len(fig.axes[0].texts)
+
+
 def test_receptive_fields_draws_one_box_per_layer():
     fig = plots.receptive_fields(torch.zeros(28, 28), {"conv 1": (13, 13, 3, 3), "conv 5": (4, 4, 20, 20)})
     assert len(fig.axes[0].patches) == 2
@@ -148,8 +190,28 @@ def test_line_and_bar_figures():
 
 
 def test_class_maps_and_augmentation_strengths(mnist):
-    maps = torch.randn(2, 10, 5, 5)
-    fig = plots.class_maps(torch.zeros(2, 1, 28, 28), maps, torch.tensor([3, 7]))
-    assert len(fig.axes) == 6 and fig.axes[1].get_title().startswith("class 3: mean")
+    maps = torch.zeros(2, 10, 5, 5)
+    maps[0, 3], maps[0, 5] = 2.0, 1.0  # digit 0, a 3, read right; 5 the runner-up
+    maps[1, 7], maps[1, 1] = 1.0, 3.0  # digit 1, a 7, read as a 1
+    images = normalize(mnist.train_images[:2]).unsqueeze(1)
+    fig = plots.class_maps(images, maps, torch.tensor([3, 7]))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["digit 3", "true class 3: mean +2.0", "runner-up 5: mean +1.0",
+                      "digit 7, read as 1", "true class 7: mean +1.0", "read as 1: mean +3.0"]
+    drawn = [ax for ax in fig.axes if ax.images and ax.get_title().startswith(("true", "runner", "read"))]
+    assert all(ax.collections for ax in drawn), "each map lies under the outline of the digit's ink"
+    assert len(fig.axes) == 6 + 2, "a colour bar per digit"
     fig = plots.augmentation_strengths(mnist.train_images[:2], {"recipe": {}, "strong": {"degrees": 30.0}})
     assert len(fig.axes) == 2 * 5 and fig.axes[3].get_title() == "strong"
+
+
+def test_step_curves_draw_each_steps_mean_and_name_what_runs_below_the_axis():
+    summary = {"seeds": [1, 2], "steps": [
+        {"notebook": "01_baseline", "runs": [{"test_accuracy_curve": [96.0, 98.5, 99.2]},
+                                             {"test_accuracy_curve": [97.0, 99.1, 99.3]}]},
+        {"notebook": "05_augmentation", "runs": [{"test_accuracy_curve": [98.2, 99.3, 99.5]},
+                                                 {"test_accuracy_curve": [98.4, 99.2, 99.4]}]}]}
+    ax = plots.step_curves(summary).axes[0]
+    means = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert means["01_baseline (mean)"] == pytest.approx([96.5, 98.8, 99.25])
+    assert [t.get_text() for t in ax.texts] == ["below 98%, off the axis: 01_baseline epoch 1"]

@@ -192,7 +192,7 @@ def test_timing_rows_are_the_medians_and_sums_of_the_stored_runs(tmp_path, monke
     assert lines[4] == ""
     note = lines[5]
     assert "(Exercise CPU, cpu (x86_64, 1 threads), results/exercises.json)" in note, "the exercises' CPU, as stored"
-    assert "(results/seeds-cuda.json, cuda (Test GPU): the median of its seeds, which shared the GPU" in note
+    assert "(results/seeds-cuda.json, cuda (Test GPU): the median of its seeds;" in note
     assert "the median of the 3 seeds of results/steps.json (Test CPU, cpu (x86_64, 1 threads), one run at a time)" \
         in note
     assert f"at {report.READING_WORDS_PER_MINUTE} words a minute" in note

@@ -7,9 +7,10 @@ so no number in them is typed.
 Each generated block sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->``, on whichever of
 the pages holds it: ``notebooks`` (the course's table of notebooks, training times from
 results/steps.json), ``steps`` from results/steps.json, ``seeds`` from results/seeds.json,
-``architecture`` from the model itself (all in the README), ``speed`` from results/bench/*.json
-(docs/reproducibility.md). The figures: the final architecture (from the model) and the training
-curves of the seeds (from results/seeds.json).
+``architecture`` from the model itself, ``timing`` (how long each notebook takes: its prose, exercises
+and the stored runs) (all in the README), ``speed`` from results/bench/*.json (docs/reproducibility.md).
+The figures: the final architecture (from the model), every step's seeds (from results/steps.json) and
+the training curves of the seeds (from results/seeds.json).
 """
 from __future__ import annotations
 
@@ -205,8 +206,8 @@ def timing_block() -> str:
                               f"the median of the {len(steps['seeds'])} seeds of results/steps.json ({steps['cpu']}, "
                               f"{steps['device']}, {runs_at_a_time(steps)}); on a GPU only step 5 was timed "
                               f"(results/seeds-cuda.json{', ' + gpu_device if gpu_device else ''}: the median of "
-                              "its seeds, which shared the GPU, so a lone run is faster; the Speed section of "
-                              "docs/reproducibility.md times one). Add the time to think: the exercises ask for it."])
+                              "its seeds; the Speed section of docs/reproducibility.md times a lone run). Add the "
+                              "time to think: the exercises ask for it."])
 
 
 def machine(summary: dict) -> str:
@@ -262,11 +263,7 @@ def figures() -> dict:
 
     def seeds_curves():
         with reading(SEEDS, "make seeds"):
-            runs = read_json(SEEDS, "make seeds")["runs"]
-            first, rest = runs[0], runs[1:]
-            title = f"final recipe: seed {first['seed']} (solid), other seeds' test curves (dashed)"
-            return plots.training_curves(first["history"], others={f"seed {r['seed']}": r["history"] for r in rest},
-                                         title=title)
+            return plots.seed_curves(read_json(SEEDS, "make seeds")["runs"])
 
     def steps_figure():
         with reading(STEPS_JSON, "make steps"):

@@ -38,6 +38,22 @@ def _image(img: torch.Tensor):
     return img.detach().squeeze().float().cpu().numpy()
 
 
+def _epochs(epochs: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5": the epochs a note names."""
+    parts, start = [], None
+    for i, e in enumerate(epochs):
+        start = e if start is None else start
+        if i + 1 == len(epochs) or epochs[i + 1] != e + 1:
+            parts.append(str(e) if start == e else f"{start}-{e}")
+            start = None
+    return ", ".join(parts)
+
+
+def _off_axis_note(ax, text: str) -> None:
+    """A note at the bottom of an axis, for points its limits leave out (so no reader takes them as missing)."""
+    ax.text(0.99, 0.02, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
+
+
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
     """The first ``n`` images (uint8 or float, (N, 28, 28) or (N, 1, 28, 28)), each titled with its label."""
     n = min(n, len(images))
@@ -89,6 +105,11 @@ def training_curves(history: list[dict], title: str = "", others: dict[str, list
     ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
     ax_acc.set_ylim(low, 100)
     ax_acc.set_ylabel("accuracy (%)")
+    below = sorted({h["epoch"] for _, hist, _ in runs for h in hist for key in ("clean_train", "test", "train")
+                    if h.get(f"{key}_accuracy") is not None and h[f"{key}_accuracy"] < low})
+    if below:
+        _off_axis_note(ax_acc, f"below {low:g}%, off the axis: epoch{'s' if len(below) > 1 else ''} "
+                               f"{_epochs(below)}")
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
@@ -190,7 +211,7 @@ def step_curves(summary: dict):
     """Test accuracy per epoch of every step on one plot (from results/steps.json): the mean over the
     seeds as a line, the band from the lowest to the highest seed shaded."""
     fig, ax = _figure(figsize=(7, 3.4))
-    later = []
+    later, lowest = [], []
     for i, step in enumerate(summary["steps"]):
         curves = [r["test_accuracy_curve"] for r in step["runs"]]
         epochs = list(range(1, min(len(c) for c in curves) + 1))
@@ -199,8 +220,13 @@ def step_curves(summary: dict):
         ax.plot(epochs, mean, marker="o", ms=3, color=f"C{i}", label=f"{step['notebook']} (mean)")
         ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], color=f"C{i}", alpha=0.15)
         later += mean[len(mean) // 3:]
+        lowest.append((step["notebook"], [e for e, v in zip(epochs, per_epoch, strict=True) if min(v) < 98.0]))
+    low = min(98.0, math.floor(min(later))) if later else 98.0
     ax.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
-    ax.set_ylim(min(98.0, math.floor(min(later))) if later else 98.0, 100)
+    ax.set_ylim(low, 100)
+    off = [f"{nb} epoch{'s' if len(e) > 1 else ''} {_epochs(e)}" for nb, e in lowest if e and low == 98.0]
+    if off:
+        _off_axis_note(ax, f"below {low:g}%, off the axis: " + "; ".join(off))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"every step, {len(summary['seeds'])} seeds: mean (line) and lowest to highest seed (band)",
@@ -271,19 +297,25 @@ def save(fig, path, dpi: int = DPI) -> None:
 # The concept sections' figures (computed by utils.lessons)
 # --------------------------------------------------------------------------------------------------
 
-def image_grid(images, titles=None, cols: int = 8, title: str | None = None, signed: bool = False,
+def image_grid(images, titles=None, cols: int = 8, title: str | None = None, signed=False,
                size: float = 0.95, fontsize: float = 7, shared: bool = False):
     """Small images in a grid, each with its title. ``signed``: a red-blue scale centred on 0 (kernels,
     feature maps, differences), one scale per image, or one for all of them (``shared``, to compare sizes
-    across images); else grey, ink dark."""
+    across images; white to red from 0 when no image has a value below 0); else grey, ink dark. A list of
+    booleans, one per image, mixes the two (digits in grey above their signed maps)."""
     images = list(images)
     titles = list(titles) if titles is not None else [""] * len(images)
+    signs = list(signed) if isinstance(signed, (list, tuple)) else [signed] * len(images)
+    signed_images = [img for img, sign in zip(images, signs, strict=True) if sign] or images
     rows = max(1, math.ceil(len(images) / cols))
     fig, axes = _figure(rows, cols, figsize=(cols * size, rows * (size + 0.15)), squeeze=False)
-    common = max(max(abs(float(_image(img).min())), abs(float(_image(img).max()))) for img in images)
-    for ax, img, label in zip(axes.flat, images, titles, strict=False):  # the grid may have spare cells
+    common = max(max(abs(float(_image(img).min())), abs(float(_image(img).max()))) for img in signed_images)
+    negative = any(float(_image(img).min()) < 0 for img in signed_images)
+    for ax, img, label, sign in zip(axes.flat, images, titles, signs, strict=False):  # the grid may have spare cells
         values = _image(img)
-        if signed:
+        if sign and shared and not negative:  # one scale for values >= 0 (ReLU maps): all of it from 0 up
+            ax.imshow(values, cmap="Reds", vmin=0, vmax=max(common, 1e-12))
+        elif sign:
             top = max(common if shared else max(abs(float(values.min())), abs(float(values.max()))), 1e-12)
             ax.imshow(values, cmap="RdBu_r", vmin=-top, vmax=top)
         else:
@@ -340,17 +372,19 @@ def schedule_curves(curves: dict[str, list[float]], steps_per_epoch: int):
 def activation_histograms(stats: dict[str, list]):
     """Per network (one panel each), the distribution of the values entering each ReLU of the trunk
     (``utils.lessons.activation_stats``), one line per layer, first layer lightest."""
-    fig, axes = _figure(1, len(stats), figsize=(4.2 * len(stats), 2.6), squeeze=False, sharey=True)
+    fig, axes = _figure(1, len(stats), figsize=(4.4 * len(stats), 3.0), squeeze=False)
     for ax, (name, rows) in zip(axes[0], stats.items(), strict=True):
         for i, row in enumerate(rows):
-            values = row.values.float().clamp(-4, 4)
-            counts = torch.histc(values, bins=80, min=-4, max=4)
+            values = row.values.float().flatten()
+            counts = torch.histc(values, bins=80, min=-4, max=4)  # values beyond +-4 fall in no bin
             centres = torch.linspace(-4, 4, 81)[:-1] + 0.05
-            ax.plot(centres.numpy(), (counts / counts.sum()).numpy(), color=plt.cm.viridis(i / max(1, len(rows) - 1)),
-                    label=f"{row.name}: std {float(row.values.std()):.3f}")
+            beyond = float((values.abs() > 4).float().mean())
+            ax.plot(centres.numpy(), (counts / len(values)).numpy(), color=plt.cm.viridis(i / max(1, len(rows) - 1)),
+                    label=f"{row.name}: std {float(row.values.std()):.3f}"
+                          + (f", {beyond:.0%} beyond ±4" if beyond >= 0.005 else ""))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("value entering the ReLU")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("share of the values")
     return fig
@@ -403,6 +437,7 @@ def accuracy_by_batch_size(batch_sizes: list[int], train_mode: list[float], eval
     ax.plot(batch_sizes, train_mode, marker="o", label="BatchNorm in training mode (batch statistics)")
     ax.axhline(eval_mode, color="C1", ls="--", label=f"evaluation mode (running statistics): {eval_mode:.2f}%")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     ax.set_xlabel("images per batch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
@@ -441,10 +476,13 @@ def parameters_by_layer(models: dict[str, torch.nn.Module]):
     for i, (name, rows) in enumerate(tables.items()):
         xs = [j + (i - (len(tables) - 1) / 2) * width for j in range(len(rows))]
         bars = ax.bar(xs, [r.params for r in rows], width, label=f"{name}: {sum(r.params for r in rows):,} in all")
-        ax.bar_label(bars, [f"{r.params:,}" for r in rows], fontsize=6)
+        ax.bar_label(bars, [f"{r.params:,}" for r in rows], fontsize=6, rotation=90, padding=2)
     longest = max(tables.values(), key=len)
     ax.set_xticks(range(len(longest)))
-    ax.set_xticklabels([f"{SHORT_NAMES.get(r.kind, r.kind)}\n{r.name}" for r in longest], fontsize=6)
+    kinds = [" / ".join(dict.fromkeys(SHORT_NAMES.get(t[j].kind, t[j].kind) for t in tables.values() if j < len(t)))
+             for j in range(len(longest))]
+    ax.set_xticklabels([f"{kind}\n{r.name}" for kind, r in zip(kinds, longest, strict=True)], fontsize=6)
+    ax.set_ylim(0, max(r.params for rows in tables.values() for r in rows) * 1.3)  # room for the labels
     ax.set_ylabel("parameters")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
@@ -453,28 +491,68 @@ def parameters_by_layer(models: dict[str, torch.nn.Module]):
 
 def class_maps(images: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor):
     """For each digit: the image, then the class score at every position of the last 5x5 map (before the
-    average) for its true class and for the runner-up, laid over the digit: position (i, j) scores the 20x20
-    window whose centre is at pixel (2i + 9.5, 2j + 9.5), so the 5x5 squares, 2 pixels each, sit at the centres
-    of their windows. Each title gives the average over the positions: the class's logit."""
+    average) for its true class and for the other class that scores highest (the runner-up, or the class the
+    network reads instead when it misreads the digit), under the outline of the digit's ink: position (i, j)
+    scores the 20x20 window whose centre is at pixel (2i + 9.5, 2j + 9.5), so the 5x5 squares, 2 pixels each,
+    sit at the centres of their windows. Each title gives the average over the positions: the class's logit.
+    One red-blue scale per digit, with its colour bar, so that both maps of a digit compare."""
     n = len(images)
-    fig, axes = _figure(n, 3, figsize=(3 * 1.7, n * 1.85), squeeze=False)
+    fig, axes = _figure(n, 3, figsize=(3 * 1.9, n * 1.9), squeeze=False)
     extent = (8.5, 18.5, 18.5, 8.5)  # left, right, bottom, top of the 5x5 squares, in pixel coordinates
     for r in range(n):
         scores = maps[r].mean(dim=(1, 2))
         true = int(labels[r])
         other = int(scores.masked_fill(torch.arange(10) == true, -float("inf")).argmax())
+        misread = bool(scores[other] > scores[true])
         top = float(maps[r, [true, other]].abs().max())
-        axes[r, 0].imshow(_image(images[r]), cmap="gray_r")
-        axes[r, 0].set_title(f"digit {true}", fontsize=8)
+        image = _image(images[r])
+        axes[r, 0].imshow(image, cmap="gray_r")
+        axes[r, 0].set_title(f"digit {true}" + (f", read as {other}" if misread else ""), fontsize=8)
         for c, k in ((1, true), (2, other)):
-            axes[r, c].imshow(_image(images[r]), cmap="gray_r")
-            axes[r, c].imshow(maps[r, k].numpy(), cmap="RdBu_r", vmin=-top, vmax=top, alpha=0.65, extent=extent)
+            shown = axes[r, c].imshow(maps[r, k].numpy(), cmap="RdBu_r", vmin=-top, vmax=top, extent=extent)
+            if float(image.max()) > float(image.min()):  # a blank image has no outline
+                axes[r, c].contour(image, levels=[(float(image.min()) + float(image.max())) / 2], colors="k",
+                                   linewidths=0.8)
             axes[r, c].set_xlim(-0.5, 27.5)
             axes[r, c].set_ylim(27.5, -0.5)
-            axes[r, c].set_title(f"class {k}: mean {float(scores[k]):+.1f}", fontsize=8)
+            role = "true class" if k == true else ("read as" if misread else "runner-up")
+            axes[r, c].set_title(f"{role} {k}: mean {float(scores[k]):+.1f}", fontsize=8)
+        fig.colorbar(shown, ax=axes[r, 1:], shrink=0.8, aspect=12).ax.tick_params(labelsize=6)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("score of each position's window, at its centre (red +, blue -)", fontsize=9)
+    fig.suptitle("score of each position's window, at its centre (red +, blue -), under the digit's outline",
+                 fontsize=9)
+    return fig
+
+
+def seed_curves(runs: list[dict]):
+    """Every seed of one recipe (results/seeds.json): test and clean-train accuracy and loss per epoch, the
+    first seed drawn bold, the others thin, one legend entry per kind of curve rather than per seed."""
+    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 3.4))
+    later = []
+    for i, run in enumerate(runs):
+        epochs = [h["epoch"] for h in run["history"]]
+        for key, label, colour in (("clean_train", "clean train", "C1"), ("test", "test", "C0")):
+            for ax, measure in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+                values = [h.get(f"{key}_{measure}") for h in run["history"]]
+                if None in values:
+                    continue
+                name = f"{label}, seed {run['seed']}" if i == 0 else (f"{label}, the other seeds" if i == 1 else None)
+                ax.plot(epochs, values, color=colour, lw=1.8 if i == 0 else 0.8, alpha=1 if i == 0 else 0.4,
+                        marker="o" if i == 0 else None, ms=3, label=name)
+                if measure == "accuracy":
+                    later += values[len(values) // 3:]
+    low = min(97.0, math.floor(min(later))) if later else 97.0
+    ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
+    ax_acc.set_ylim(low, 100)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("cross-entropy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"the final recipe, {len(runs)} seeds: seed {runs[0]['seed']} bold, the others thin", fontsize=10)
     return fig
 
 
