@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import signal
 
 import pytest
 import torch
@@ -14,6 +15,12 @@ from utils import data
 from utils.models import MODELS, STEPS, build_model
 
 collect_ignore = ["e2e"]  # the browser test needs Chromium + Playwright: `make e2e` runs it, `make test` does not
+
+# Ctrl-C as in a terminal, even when the suite was started in the background of a script (`cmd &`), where the
+# shell hands it SIGINT ignored: Python then raises no KeyboardInterrupt, and the processes the tests start
+# would inherit the ignored signal. A Python handler here is reset to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
