@@ -107,9 +107,9 @@ def training_curves(history: list[dict], title: str = "", others: dict[str, list
     ax_acc.set_ylabel("accuracy (%)")
     below = sorted({h["epoch"] for _, hist, _ in runs for h in hist for key in ("clean_train", "test", "train")
                     if h.get(f"{key}_accuracy") is not None and h[f"{key}_accuracy"] < low})
-    if below:
-        _off_axis_note(ax_acc, f"below {low:g}%, off the axis: epoch{'s' if len(below) > 1 else ''} "
-                               f"{_epochs(below)}")
+    if below:  # above the panel, where no legend can cover it
+        ax_acc.set_title(f"below {low:g}%, off the axis: epoch{'s' if len(below) > 1 else ''} {_epochs(below)}",
+                         fontsize=7, color="0.3")
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
@@ -231,7 +231,7 @@ def step_curves(summary: dict):
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"every step, {len(summary['seeds'])} seeds: mean (line) and lowest to highest seed (band)",
                  fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)  # the top is empty; what runs off the axis is noted below
     ax.grid(alpha=0.3)
     return fig
 
