@@ -22,7 +22,7 @@ from pathlib import Path
 
 from utils import REPO_ROOT, shown_path
 from utils.config import stored_settings
-from utils.course import STEPS_JSON
+from utils.course import STEPS_JSON, machine
 from utils.fsutil import atomic_write_all
 from utils.settings import Parser
 
@@ -208,11 +208,6 @@ def timing_block() -> str:
                               f"(results/seeds-cuda.json{', ' + gpu_device if gpu_device else ''}: the median of "
                               "its seeds; the Speed section of docs/reproducibility.md times a lone run). Add the "
                               "time to think: the exercises ask for it."])
-
-
-def machine(summary: dict) -> str:
-    """The CPU model and the device of a stored summary, as far as it names them."""
-    return ", ".join(x for x in (summary.get("cpu"), summary.get("device")) if x)
 
 
 def seeds_block() -> str:

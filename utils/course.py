@@ -381,6 +381,11 @@ def gap_change(before: str, now: str, path: str | os.PathLike = STEPS_JSON) -> d
     return summary
 
 
+def machine(summary: dict) -> str:
+    """Where a stored summary was measured: its CPU model and device, as far as it names them."""
+    return ", ".join(x for x in (summary.get("cpu"), summary.get("device")) if x)
+
+
 def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = None) -> None:
     """Why this notebook's run of ``seed`` can end a few hundredths away from the same seed in the table:
     the sweep may have run on another CPU or thread count, which changes the order of the float sums."""
@@ -388,10 +393,9 @@ def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = Non
     if found is None:
         return
     summary, _, run = found
-    where = ", ".join(x for x in (summary.get("cpu"), summary["device"]) if x)
-    print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({where}). This notebook trains seed {seed} "
-          "too, on this machine's CPU and thread count (its first training line): another CPU or thread count sums "
-          "the floats in another order, so the same code and seed can end a few hundredths apart (README, "
+    print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({machine(summary)}). This notebook trains "
+          f"seed {seed} too, on this machine's CPU and thread count (its first training line): another CPU or thread "
+          "count sums the floats in another order, so the same code and seed can end a few hundredths apart (README, "
           "Reproducibility).")
 
 

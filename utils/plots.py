@@ -49,9 +49,23 @@ def _epochs(epochs: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _off_axis_note(ax, text: str) -> None:
-    """A note at the bottom of an axis, for points its limits leave out (so no reader takes them as missing)."""
-    ax.text(0.99, 0.02, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
+def _accuracy_axis(ax, later: list[float], points, floor: float, ylabel: str = "accuracy (%)") -> str | None:
+    """Zoom ``ax`` on the top few percent (down to ``floor``, lower only if the ``later`` values need it), with the
+    goal line. ``points``: (label, epoch, value) of everything drawn; those the axis leaves out are named in the
+    note returned (None when none is), so that no reader takes them as missing."""
+    low = min(floor, math.floor(min(later))) if later else floor
+    ax.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
+    ax.set_ylim(low, 100)
+    ax.set_ylabel(ylabel)
+    below: dict[str, set[int]] = {}
+    for label, epoch, value in points:
+        if value is not None and value < low:
+            below.setdefault(label, set()).add(epoch)
+    if not below:
+        return None
+    named = [f"{label + ' ' if label else ''}epoch{'s' if len(e) > 1 else ''} {_epochs(sorted(e))}"
+             for label, e in below.items()]
+    return f"below {low:g}%, off the axis: " + "; ".join(named)
 
 
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, n: int = 32, cols: int = 8, title: str | None = None):
@@ -101,15 +115,11 @@ def training_curves(history: list[dict], title: str = "", others: dict[str, list
     ax_loss.set_ylabel("cross-entropy")
     later = [h[f"{key}_accuracy"] for _, hist, _ in runs for h in hist[len(hist) // 3:]
              for key in ("clean_train", "test") if f"{key}_accuracy" in h]
-    low = min(97.0, math.floor(min(later))) if later else 97.0
-    ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
-    ax_acc.set_ylim(low, 100)
-    ax_acc.set_ylabel("accuracy (%)")
-    below = sorted({h["epoch"] for _, hist, _ in runs for h in hist for key in ("clean_train", "test", "train")
-                    if h.get(f"{key}_accuracy") is not None and h[f"{key}_accuracy"] < low})
-    if below:  # above the panel, where no legend can cover it
-        ax_acc.set_title(f"below {low:g}%, off the axis: epoch{'s' if len(below) > 1 else ''} {_epochs(below)}",
-                         fontsize=7, color="0.3")
+    points = [("", h["epoch"], h.get(f"{key}_accuracy")) for _, hist, _ in runs for h in hist
+              for key in ("clean_train", "test", "train")]
+    note = _accuracy_axis(ax_acc, later, points, floor=97.0)
+    if note:  # above the panel, where no legend can cover it
+        ax_acc.set_title(note, fontsize=7, color="0.3")
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
@@ -211,7 +221,7 @@ def step_curves(summary: dict):
     """Test accuracy per epoch of every step on one plot (from results/steps.json): the mean over the
     seeds as a line, the band from the lowest to the highest seed shaded."""
     fig, ax = _figure(figsize=(7, 3.4))
-    later, lowest = [], []
+    later, points = [], []
     for i, step in enumerate(summary["steps"]):
         curves = [r["test_accuracy_curve"] for r in step["runs"]]
         epochs = list(range(1, min(len(c) for c in curves) + 1))
@@ -220,15 +230,11 @@ def step_curves(summary: dict):
         ax.plot(epochs, mean, marker="o", ms=3, color=f"C{i}", label=f"{step['notebook']} (mean)")
         ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], color=f"C{i}", alpha=0.15)
         later += mean[len(mean) // 3:]
-        lowest.append((step["notebook"], [e for e, v in zip(epochs, per_epoch, strict=True) if min(v) < 98.0]))
-    low = min(98.0, math.floor(min(later))) if later else 98.0
-    ax.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
-    ax.set_ylim(low, 100)
-    off = [f"{nb} epoch{'s' if len(e) > 1 else ''} {_epochs(e)}" for nb, e in lowest if e and low == 98.0]
-    if off:
-        _off_axis_note(ax, f"below {low:g}%, off the axis: " + "; ".join(off))
+        points += [(step["notebook"], e, min(v)) for e, v in zip(epochs, per_epoch, strict=True)]  # the band's foot
+    note = _accuracy_axis(ax, later, points, floor=98.0, ylabel="test accuracy (%)")
+    if note:  # the title is taken: at the foot of the axis, under the legend's empty top
+        ax.text(0.99, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"every step, {len(summary['seeds'])} seeds: mean (line) and lowest to highest seed (band)",
                  fontsize=9)
     ax.legend(fontsize=7, loc="upper left", ncol=2)  # the top is empty; what runs off the axis is noted below
@@ -529,7 +535,7 @@ def seed_curves(runs: list[dict]):
     """Every seed of one recipe (results/seeds.json): test and clean-train accuracy and loss per epoch, the
     first seed drawn bold, the others thin, one legend entry per kind of curve rather than per seed."""
     fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(9, 3.4))
-    later = []
+    later, points = [], []
     for i, run in enumerate(runs):
         epochs = [h["epoch"] for h in run["history"]]
         for key, label, colour in (("clean_train", "clean train", "C1"), ("test", "test", "C0")):
@@ -542,10 +548,10 @@ def seed_curves(runs: list[dict]):
                         marker="o" if i == 0 else None, ms=3, label=name)
                 if measure == "accuracy":
                     later += values[len(values) // 3:]
-    low = min(97.0, math.floor(min(later))) if later else 97.0
-    ax_acc.axhline(GOAL, color="gray", lw=0.8, ls=":", label=f"goal {GOAL:.2f}%")
-    ax_acc.set_ylim(low, 100)
-    ax_acc.set_ylabel("accuracy (%)")
+                    points += [(f"seed {run['seed']}", e, v) for e, v in zip(epochs, values, strict=True)]
+    note = _accuracy_axis(ax_acc, later, points, floor=97.0)
+    if note:  # above the panel, where no legend can cover it
+        ax_acc.set_title(note, fontsize=7, color="0.3")
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("cross-entropy")
     for ax in (ax_loss, ax_acc):
