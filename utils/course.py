@@ -395,8 +395,8 @@ def seed_note(notebook: str, seed: int = 1, path: str | os.PathLike | None = Non
     summary, _, run = found
     print(f"Seed {seed} in this table: {run['final_test_accuracy']:.2f}% ({machine(summary)}). This notebook trains "
           f"seed {seed} too, on this machine's CPU and thread count (its first training line): another CPU or thread "
-          "count sums the floats in another order, so the same code and seed can end a few hundredths apart (README, "
-          "Reproducibility).")
+          "count sums the floats in another order, so the same code and seed can end a few hundredths apart "
+          "(docs/reproducibility.md, Reproducibility).")
 
 
 def show_steps(path: str | os.PathLike = STEPS_JSON) -> None:
