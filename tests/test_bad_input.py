@@ -573,6 +573,24 @@ def test_an_augmentation_range_on_a_step_without_augmentation_is_named_before_tr
                      "judge 05_augmentation, where augmentation is on"], lines
 
 
+@AS_MAIN
+@pytest.mark.parametrize("argv, changed", [
+    (["--model", "gap", "--degrees", "15"], "degrees (--degrees) 15"),  # step 4's recipe has augmentation off
+    (["--no-augment", "--translate", "0.1", "--scale", "0.2"], "translate (--translate) 0.1 and scale (--scale) 0.2"),
+], ids=["--degrees on step 4", "--translate and --scale with --no-augment"])
+def test_an_augmentation_range_where_augmentation_is_off_is_refused_where_it_is_typed(tmp_path, capsys, no_training,
+                                                                                    argv, changed):
+    refusal = (f"{changed} would change nothing: augmentation is off (augment False: --no-augment, or a step before "
+               "step 5); turn it on with --augment (augment=True), or leave the range out")
+    one_error_line(capsys, train_main, [*argv, "--epochs", "1", "--train-subset", "256", "--device", "cpu",
+                                        "--no-progress", "--out", str(tmp_path / "run")], refusal)
+    with pytest.raises(RunError, match=re.escape("degrees (--degrees) 15 would change nothing")):
+        recipe("baseline", degrees=15.0)
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+    # where the range acts, or is the recipe's own, it is a run
+    assert recipe("final", degrees=15.0).degrees == recipe("gap", augment=True, degrees=15.0).degrees == 15.0
+    assert recipe("gap", degrees=5.0).augment is False
+
 # --------------------------------------------------------------------------------------------------
 # Hardening case 10: results/lessons/<step>.pt that loads but lacks an entry: KeyError or TypeError in the notebook
 # --------------------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ import torch
 from .augment import DEGREES, SCALE, TRANSLATE
 from .data import DEFAULT_ROOT, TRAIN_SIZE
 from .models import DROPOUT, MODELS
-from .settings import RunError, check_fields, setting, stored
+from .settings import RunError, check_fields, named, setting, stored
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENTATION_RANGES = {"degrees": DEGREES, "translate": TRANSLATE, "scale": SCALE}  # act only where augment is on
 
 
 @dataclass
@@ -64,6 +65,12 @@ class Config:
     def __post_init__(self):
         """Refuse a value that its field's rule refuses, one message per problem (``utils.settings.setting``)."""
         check_fields(self)
+        changed = [f"{named(name)} {getattr(self, name):g}" for name, default in AUGMENTATION_RANGES.items()
+                   if getattr(self, name) != default]
+        if changed and not self.augment:  # the run would train as if the range were never given
+            raise RunError(f"{' and '.join(changed)} would change nothing: augmentation is off (augment False: "
+                           "--no-augment, or a step before step 5); turn it on with --augment (augment=True), or "
+                           "leave the range out")
         if self.holdout >= TRAIN_SIZE:
             raise RunError(f"--holdout {self.holdout} leaves no training images: hold out fewer than the "
                            f"{TRAIN_SIZE:,} training images (10000 is the usual validation split)")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import REPO_ROOT, results, shown_path
-from .config import Config, recipe
+from .config import AUGMENTATION_RANGES, Config, recipe
 from .course import quick_mode, spread
 from .lessons import comparable_settings
 from .models import STEPS
@@ -41,9 +41,6 @@ def budget(quick: bool | None = None) -> tuple[dict, tuple[int, ...]]:
     """The short budget and the seeds of a judged experiment (quick mode's when ``quick``, default: the env)."""
     quick = quick_mode() if quick is None else quick
     return (dict(QUICK_BUDGET), QUICK_SEEDS) if quick else (dict(BUDGET), SEEDS)
-
-
-AUGMENTATION_RANGES = ("degrees", "translate", "scale")  # Config fields that act only where augment is on
 
 
 def budget_config(notebook: str, seed: int, short: dict, **settings) -> Config:
@@ -199,15 +196,16 @@ def judge(notebook: str, variant=None, *, label: str, **settings) -> Verdict | N
     short, seeds = budget()
     if variant is not None and built(variant, label) is None:
         return None
-    try:
-        cfg = budget_config(notebook, seeds[0], short, **settings)  # a Config checks its fields as it is made
-    except (TypeError, ValueError) as exc:
-        print(f"{label}: these settings cannot make a run ({exc}); finish the cell above, then run it again")
-        return None
-    unused = [name for name in AUGMENTATION_RANGES if name in settings and not cfg.augment]
-    if unused:  # the run would train exactly the unchanged step, and the verdict would judge nothing
+    unused = [name for name in AUGMENTATION_RANGES if name in settings]
+    if unused and notebook in STEPS and not settings.get("augment", recipe(STEPS[notebook]).augment):
+        # the run would train exactly the unchanged step (a Config refuses a changed range there too)
         print(f"{label}: {notebook} trains without augmentation, so {' and '.join(unused)} would change "
               "nothing; judge 05_augmentation, where augmentation is on")
+        return None
+    try:
+        budget_config(notebook, seeds[0], short, **settings)  # a Config checks its fields as it is made
+    except (TypeError, ValueError) as exc:
+        print(f"{label}: these settings cannot make a run ({exc}); finish the cell above, then run it again")
         return None
     quick = quick_mode()
     folder = (REPO_ROOT / "build" / "quick" / "exercises" if quick else RUNS) / notebook
