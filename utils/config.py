@@ -63,7 +63,8 @@ class Config:
                              hint="default: $MNIST_ROOT, else data/; set neither to ''")
 
     def __post_init__(self):
-        """Refuse a value that its field's rule refuses, one message per problem (``utils.settings.setting``)."""
+        """Refuse a value that its field's rule refuses (``utils.settings.setting``), then what two fields
+        refuse together: a range of an augmentation that is off, a holdout of every training image."""
         check_fields(self)
         changed = [f"{named(name)} {getattr(self, name):g}" for name, default in AUGMENTATION_RANGES.items()
                    if getattr(self, name) != default]
