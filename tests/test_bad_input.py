@@ -591,6 +591,7 @@ def test_an_augmentation_range_where_augmentation_is_off_is_refused_where_it_is_
     assert recipe("final", degrees=15.0).degrees == recipe("gap", augment=True, degrees=15.0).degrees == 15.0
     assert recipe("gap", degrees=5.0).augment is False
 
+
 # --------------------------------------------------------------------------------------------------
 # Hardening case 10: results/lessons/<step>.pt that loads but lacks an entry: KeyError or TypeError in the notebook
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .models import DROPOUT, MODELS
 from .settings import RunError, check_fields, named, setting, stored
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AUGMENTATION_RANGES = {"degrees": DEGREES, "translate": TRANSLATE, "scale": SCALE}  # act only where augment is on
+AUGMENTATION_RANGES = ("degrees", "translate", "scale")  # Config fields that act only where augment is on
 
 
 @dataclass
@@ -66,8 +66,9 @@ class Config:
         """Refuse a value that its field's rule refuses (``utils.settings.setting``), then what two fields
         refuse together: a range of an augmentation that is off, a holdout of every training image."""
         check_fields(self)
-        changed = [f"{named(name)} {getattr(self, name):g}" for name, default in AUGMENTATION_RANGES.items()
-                   if getattr(self, name) != default]
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [f"{named(name)} {getattr(self, name):g}" for name in AUGMENTATION_RANGES
+                   if getattr(self, name) != defaults[name]]
         if changed and not self.augment:  # the run would train as if the range were never given
             raise RunError(f"{' and '.join(changed)} would change nothing: augmentation is off (augment False: "
                            "--no-augment, or a step before step 5); turn it on with --augment (augment=True), or "
